@@ -1,0 +1,54 @@
+# One-command entry points. Every target sets up what it needs, idempotently:
+# the virtualenv from requirements.lock, the JVM jars from Maven Central, the local services.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+MVN    := mvn -q -B
+JAR_GROUPS := spark kafka elasticsearch
+
+.PHONY: help setup jars run test stack-up stack-down stack-status data clean
+.DEFAULT_GOAL := help
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
+
+setup: $(VENV)/.installed jars  ## Python virtualenv (.venv, pinned) and JVM jars (.jars)
+
+$(VENV)/.installed: requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements.lock
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps -e .
+	touch $@
+
+jars: $(foreach g,$(JAR_GROUPS),.jars/$(g)/.resolved)  ## resolve JVM jars from Maven Central into .jars/
+
+.jars/%/.resolved: jvm/%/pom.xml
+	rm -rf .jars/$*
+	$(MVN) -f jvm/$*/pom.xml dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory=$(CURDIR)/.jars/$*
+	touch $@
+
+# Elasticsearch needs a whole server home, not just a classpath: see the script.
+.jars/elasticsearch/.resolved: jvm/elasticsearch/pom.xml jvm/elasticsearch/build-home.sh $(shell find jvm/elasticsearch/src -type f)
+	bash jvm/elasticsearch/build-home.sh .jars/elasticsearch
+	touch $@
+
+stack-up: setup  ## start Kafka, Elasticsearch and MariaDB (idempotent) and create topics/tables/index
+	$(BIN)/fraud stack up
+
+stack-down:  ## stop the local services (data is kept in .state/)
+	@if [ -x $(BIN)/fraud ]; then $(BIN)/fraud stack down; else echo "nothing set up"; fi
+
+stack-status:  ## table of services, pids, ports, health, memory, logs
+	$(BIN)/fraud stack status
+
+run: stack-up  ## the main job on the embedded local default
+	$(BIN)/fraud roundtrip --events 1000
+
+test: setup  ## the whole test suite (starts its own stack on test ports)
+	$(BIN)/python -m pytest
+
+data: $(VENV)/.installed  ## download the handbook dataset (needs internet; CI uses ../shared)
+	$(BIN)/fraud data
+
+clean:  ## remove the virtualenv, jars and build output (not .state/)
+	rm -rf $(VENV) .jars jvm/*/target *.egg-info

@@ -1,0 +1,34 @@
+-- Tables of the `fraud` database. Run inside the configured database, by
+-- `fraud stack up` (local MariaDB 10.11) and by the MySQL 8.0 container's init;
+-- every statement is idempotent and valid on both.
+
+CREATE TABLE IF NOT EXISTS scored_transactions (
+    transaction_id   BIGINT        NOT NULL,
+    tx_datetime      DATETIME(6)   NOT NULL,
+    customer_id      BIGINT        NOT NULL,
+    terminal_id      BIGINT        NOT NULL,
+    tx_amount        DOUBLE        NOT NULL,
+    fraud_score      DOUBLE        NULL,
+    decision         VARCHAR(16)   NULL,
+    reason_codes     VARCHAR(1024) NULL,
+    model_version    VARCHAR(64)   NULL,
+    kafka_timestamp  DATETIME(3)   NULL,
+    scored_at        DATETIME(3)   NULL,
+    PRIMARY KEY (transaction_id),
+    KEY idx_scored_tx_datetime (tx_datetime),
+    KEY idx_scored_customer (customer_id, tx_datetime),
+    KEY idx_scored_decision (decision, tx_datetime)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4;
+
+-- Records the stream could not parse or validate, keyed by their Kafka position
+-- so a replayed micro-batch cannot store one twice.
+CREATE TABLE IF NOT EXISTS dead_letters (
+    source_topic     VARCHAR(249)  NOT NULL,
+    source_partition INT           NOT NULL,
+    source_offset    BIGINT        NOT NULL,
+    reason           VARCHAR(512)  NOT NULL,
+    payload          MEDIUMTEXT    NULL,
+    kafka_timestamp  DATETIME(3)   NULL,
+    received_at      DATETIME(3)   NOT NULL,
+    PRIMARY KEY (source_topic, source_partition, source_offset)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4;

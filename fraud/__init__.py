@@ -1,0 +1,1 @@
+"""Real-time e-commerce fraud detection on Spark Structured Streaming."""

@@ -1,0 +1,41 @@
+"""The one place a SparkSession is made.
+
+Every session of the project (jobs, tests, notebooks) gets the Kafka, Delta,
+Elasticsearch and MySQL jars from ``.jars/spark`` without any flag, and the
+same time zone (UTC: event times carry no zone and must not shift).
+"""
+from __future__ import annotations
+
+import os
+from typing import Mapping
+
+from pyspark.sql import SparkSession
+
+from fraud.config import Settings
+from fraud.jvm import jars
+
+
+def build_spark_session(settings: Settings, app_name: str, *, master: str | None = None,
+                        ui: bool = True, extra_conf: Mapping[str, str] | None = None) -> SparkSession:
+    """Create (or return the running) session configured for this project."""
+    master = master or settings.spark.master
+    if master.startswith("local"):
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # a local run stays on loopback
+    builder = (
+        SparkSession.builder.appName(app_name)
+        .master(master)
+        .config("spark.jars", ",".join(str(jar) for jar in jars("spark")))
+        .config("spark.driver.memory", settings.spark.driver_memory)
+        .config("spark.sql.shuffle.partitions", str(settings.spark.shuffle_partitions))
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
+        .config("spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog")
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .config("spark.ui.enabled", str(ui).lower())
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.driver.extraJavaOptions", "-Duser.timezone=UTC")
+        .config("spark.executor.extraJavaOptions", "-Duser.timezone=UTC")
+    )
+    for key, value in (extra_conf or {}).items():
+        builder = builder.config(key, value)
+    return builder.getOrCreate()
