@@ -9,7 +9,6 @@ import argparse
 import json
 import logging
 import sys
-import tempfile
 from pathlib import Path
 
 from fraud.config import ConfigError, load_settings
@@ -30,29 +29,21 @@ def _stack(args, settings) -> int:
 
 def _init(args, settings) -> int:
     from fraud.stack.bootstrap import bootstrap
-    from fraud.stack.manager import create_database_and_user, with_mysql_password
-    settings = with_mysql_password(settings)
-    create_database_and_user(settings)
     print(json.dumps(bootstrap(settings)))
     return 0
 
 
 def _roundtrip(args, settings) -> int:
-    from fraud.roundtrip import count_in_sinks, new_first_id, produce_events, run_roundtrip, synthetic_events
+    from fraud.roundtrip import smoke_roundtrip
     from fraud.spark import build_spark_session
 
-    trip = produce_events(settings, synthetic_events(new_first_id(), args.events))
-    log.info("produced %d events to %s", trip.count, settings.kafka.topics.raw)
     spark = build_spark_session(settings, "fraud-roundtrip")
-    work = Path(args.work_dir or settings.state_dir / "roundtrip")
-    work.mkdir(parents=True, exist_ok=True)
-    delta_path = str(work / "delta" / "scored_transactions")
-    with tempfile.TemporaryDirectory(dir=work) as checkpoint:
-        read = run_roundtrip(spark, settings, trip, checkpoint, delta_path)
-    counts = count_in_sinks(spark, settings, trip, delta_path)
-    spark.stop()
-    print(json.dumps({"produced": trip.count, "read_by_spark": read, **counts, "delta_path": delta_path}))
-    return 0 if set(counts.values()) == {trip.count} else 1
+    try:
+        report = smoke_roundtrip(spark, settings, args.events, Path(args.work_dir or settings.state_dir / "roundtrip"))
+    finally:
+        spark.stop()
+    print(json.dumps(report))
+    return 0 if {report["mysql"], report["elasticsearch"], report["delta"]} == {report["produced"]} else 1
 
 
 def _data(args, settings) -> int:
@@ -80,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     stack.add_argument("action", choices=["up", "down", "status"])
     stack.set_defaults(func=_stack)
 
-    init = sub.add_parser("init", help="create topics, MySQL tables and the Elasticsearch index (idempotent)")
+    init = sub.add_parser("init", help="create topics, MySQL tables and the Elasticsearch index (idempotent; "
+                                      "`stack up` runs it, use it for the compose stack or your own services)")
     init.set_defaults(func=_init)
 
     trip = sub.add_parser("roundtrip", help="smoke test: N events through Kafka and Spark into every sink")

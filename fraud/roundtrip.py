@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 import random
+import tempfile
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 from pyspark.sql import DataFrame, SparkSession
@@ -127,3 +129,14 @@ def count_in_sinks(spark: SparkSession, settings: Settings, trip: RoundTrip, del
                      query={"range": {"transaction_id": {"gte": first, "lte": last}}})["count"]
     in_delta = spark.read.format("delta").load(delta_path).where(F.col("transaction_id").between(first, last)).count()
     return {"mysql": in_mysql, "elasticsearch": in_es, "delta": in_delta}
+
+
+def smoke_roundtrip(spark: SparkSession, settings: Settings, events: int, work_dir: Path) -> dict[str, object]:
+    """Produce ``events`` new transactions, run them through every sink, report the counts found."""
+    trip = produce_events(settings, synthetic_events(new_first_id(), events))
+    work_dir.mkdir(parents=True, exist_ok=True)
+    delta_path = str(work_dir / "delta" / "scored_transactions")
+    with tempfile.TemporaryDirectory(dir=work_dir) as checkpoint:
+        read = run_roundtrip(spark, settings, trip, checkpoint, delta_path)
+    counts = count_in_sinks(spark, settings, trip, delta_path)
+    return {"produced": trip.count, "read_by_spark": read, **counts, "delta_path": delta_path}

@@ -17,15 +17,21 @@ from fraud.jvm import jars
 
 def build_spark_session(settings: Settings, app_name: str, *, master: str | None = None,
                         ui: bool = True, extra_conf: Mapping[str, str] | None = None) -> SparkSession:
-    """Create (or return the running) session configured for this project."""
-    master = master or settings.spark.master
-    if master.startswith("local"):
-        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # a local run stays on loopback
+    """Create (or return the running) session configured for this project.
+
+    Under ``spark-submit`` the master, the jars and the driver memory are the
+    submitter's (its command line wins); everywhere else they come from ``settings``.
+    """
+    builder = SparkSession.builder.appName(app_name)
+    if not launched_by_spark_submit():
+        master = master or settings.spark.master
+        if master.startswith("local"):
+            os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # a local run stays on loopback
+        builder = (builder.master(master)
+                   .config("spark.jars", ",".join(str(jar) for jar in jars("spark")))
+                   .config("spark.driver.memory", settings.spark.driver_memory))
     builder = (
-        SparkSession.builder.appName(app_name)
-        .master(master)
-        .config("spark.jars", ",".join(str(jar) for jar in jars("spark")))
-        .config("spark.driver.memory", settings.spark.driver_memory)
+        builder
         .config("spark.sql.shuffle.partitions", str(settings.spark.shuffle_partitions))
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
@@ -39,3 +45,8 @@ def build_spark_session(settings: Settings, app_name: str, *, master: str | None
     for key, value in (extra_conf or {}).items():
         builder = builder.config(key, value)
     return builder.getOrCreate()
+
+
+def launched_by_spark_submit() -> bool:
+    # spark-submit starts the Python driver with the gateway port of its own JVM.
+    return "PYSPARK_GATEWAY_PORT" in os.environ
