@@ -1,0 +1,165 @@
+"""Feature definitions on hand-made rows (pandas and Spark), and Spark / pandas agreement on random rows."""
+from __future__ import annotations
+
+from datetime import datetime
+from unittest import mock
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fraud.features import (EXTRA_FEATURES, HANDBOOK_FEATURES, MODEL_FEATURES, add_all_features,
+                            add_calendar_features, add_customer_spending_features, add_customer_velocity_features,
+                            add_terminal_risk_features, add_terminal_velocity_features)
+from fraud.features_pandas import add_all_features_pandas
+
+with mock.patch.object(np, "NaN", np.nan, create=True):  # pyspark.testing imports pyspark.pandas, which (3.5) still uses np.NaN
+    from pyspark.testing import assertDataFrameEqual
+
+COLUMNS = ["TRANSACTION_ID", "TX_DATETIME", "CUSTOMER_ID", "TERMINAL_ID", "TX_AMOUNT", "TX_FRAUD"]
+SCHEMA = ("TRANSACTION_ID long, TX_DATETIME timestamp_ntz, CUSTOMER_ID long, TERMINAL_ID long, "
+          "TX_AMOUNT double, TX_FRAUD long")
+
+
+def _tx(tx_id, when, customer=1, terminal=1, amount=1.0, fraud=0):
+    return tx_id, datetime.fromisoformat(when), customer, terminal, float(amount), fraud
+
+
+# Each case: input rows (deliberately not in id order), feature columns, expected (TRANSACTION_ID, *values) rows.
+CALENDAR = (
+    [_tx(1, "2018-04-06 07:00:00"), _tx(2, "2018-04-07 06:59:59"),   # Friday morning, Saturday night
+     _tx(3, "2018-04-08 23:59:59"), _tx(4, "2018-04-09 00:00:00")],  # Sunday evening, Monday night
+    ["TX_DURING_WEEKEND", "TX_DURING_NIGHT"],
+    [(1, 0, 0), (2, 1, 1), (3, 1, 0), (4, 0, 1)],
+)
+CUSTOMER_SPENDING = (
+    [_tx(4, "2018-04-02 00:00:00", amount=60), _tx(3, "2018-04-02 00:00:00", amount=30),
+     _tx(1, "2018-04-01 00:00:00", amount=10), _tx(2, "2018-04-01 12:00:00", amount=20),
+     _tx(6, "2018-04-01 06:00:00", customer=2, amount=1000), _tx(5, "2018-04-08 12:00:00", amount=40),
+     _tx(7, "2018-05-01 00:00:00", amount=50), _tx(8, "2018-04-03 00:00:00", customer=3, amount=0)],
+    [f"CUSTOMER_ID_{kind}_{w}DAY_WINDOW" for w in (1, 7, 30) for kind in ("NB_TX", "AVG_AMOUNT")]
+    + [f"CUSTOMER_ID_AMOUNT_RATIO_{w}DAY" for w in (1, 7, 30)],
+    [(1, 1, 10, 1, 10, 1, 10, 1, 1, 1),
+     (2, 2, 15, 2, 15, 2, 15, 20 / 15, 20 / 15, 20 / 15),
+     (3, 2, 25, 3, 20, 3, 20, 1.2, 1.5, 1.5),               # 1 day back is exactly tx 1: excluded; tx 4 (same second, later id) unseen
+     (4, 3, 110 / 3, 4, 30, 4, 30, 60 / (110 / 3), 2, 2),  # sees tx 3 at the same second
+     (5, 1, 40, 3, 130 / 3, 5, 32, 1, 40 / (130 / 3), 1.25),  # 7 days back is exactly tx 2: excluded
+     (6, 1, 1000, 1, 1000, 1, 1000, 1, 1, 1),
+     (7, 1, 50, 1, 50, 5, 40, 1, 1, 1.25),                  # 30 days back is exactly tx 1: excluded
+     (8, 1, 0, 1, 0, 1, 0, 1, 1, 1)],                       # average 0: ratio 1
+)
+CUSTOMER_VELOCITY = (
+    [_tx(1, "2018-04-02 10:00:00", amount=5), _tx(2, "2018-04-02 10:09:59.999999", amount=7),
+     _tx(3, "2018-04-02 10:10:00", amount=11), _tx(5, "2018-04-02 11:00:00", amount=17),
+     _tx(4, "2018-04-02 11:00:00", amount=13), _tx(6, "2018-04-02 10:30:00", customer=2, amount=100)],
+    ["CUSTOMER_ID_SECONDS_SINCE_PREV_TX", "CUSTOMER_ID_NB_TX_10MIN_WINDOW", "CUSTOMER_ID_NB_TX_1HOUR_WINDOW",
+     "CUSTOMER_ID_SUM_AMOUNT_1HOUR_WINDOW"],
+    [(1, -1, 1, 1, 5),  # first transaction: the sentinel
+     (2, 599.999999, 2, 2, 12),  # 10 minutes back is 1 us before tx 1: included
+     (3, 0.000001, 2, 3, 23),    # 10 minutes back is exactly tx 1: excluded
+     (4, 3000, 1, 3, 31),        # tx 5 at the same second has a later id: unseen
+     (5, 0, 2, 4, 48),
+     (6, -1, 1, 1, 100)],
+)
+TERMINAL_RISK = (
+    [_tx(1, "2018-04-01 00:00:00", fraud=1), _tx(2, "2018-04-01 00:00:00", terminal=2, fraud=1),
+     _tx(3, "2018-04-01 12:00:00"), _tx(4, "2018-04-08 00:00:00"), _tx(5, "2018-04-08 00:00:00", terminal=2),
+     _tx(6, "2018-04-08 12:00:00", fraud=1), _tx(7, "2018-04-09 00:00:00"), _tx(8, "2018-04-16 12:00:00")],
+    [f"TERMINAL_ID_{kind}_{w}DAY_WINDOW" for w in (1, 7, 30) for kind in ("NB_TX", "RISK")],
+    [(1, 0, 0, 0, 0, 0, 0), (2, 0, 0, 0, 0, 0, 0), (3, 0, 0, 0, 0, 0, 0),  # nothing older than the delay: risk 0
+     (4, 1, 1, 1, 1, 1, 1),              # 7 days back is exactly tx 1: included
+     (5, 1, 1, 1, 1, 1, 1),
+     (6, 2, 0.5, 2, 0.5, 2, 0.5),
+     (7, 1, 0, 2, 0.5, 2, 0.5),          # 8 days back is exactly tx 1: out of the 1-day window
+     (8, 1, 0, 3, 1 / 3, 5, 0.4)],
+)
+TERMINAL_VELOCITY = (
+    [_tx(2, "2018-04-01 10:00:00", customer=2), _tx(1, "2018-04-01 10:00:00", customer=1),
+     _tx(3, "2018-04-01 10:59:59", customer=3), _tx(4, "2018-04-01 11:00:00", customer=4),
+     _tx(5, "2018-04-01 10:30:00", terminal=2)],
+    ["TERMINAL_ID_NB_TX_1HOUR_WINDOW"],
+    [(1, 1), (2, 2), (3, 3), (4, 2), (5, 1)],
+)
+CASES = {"calendar": (CALENDAR, add_calendar_features),
+         "customer_spending": (CUSTOMER_SPENDING, add_customer_spending_features),
+         "customer_velocity": (CUSTOMER_VELOCITY, add_customer_velocity_features),
+         "terminal_risk": (TERMINAL_RISK, add_terminal_risk_features),
+         "terminal_velocity": (TERMINAL_VELOCITY, add_terminal_velocity_features)}
+
+
+def _random_transactions(n: int = 3000, seed: int = 7) -> pd.DataFrame:
+    """Random rows over 40 days on a 5-minute grid (so windows often end exactly on a transaction),
+    with extra same-instant transactions of one customer; ids increase with time, row order is shuffled."""
+    rng = np.random.default_rng(seed)
+    slots = rng.integers(0, 40 * 24 * 12, n)
+    customers, terminals = rng.integers(0, 20, n), rng.integers(0, 30, n)
+    twins = rng.choice(n, n // 20, replace=False)
+    slots[twins], customers[twins] = slots[twins - 1], customers[twins - 1]
+    pdf = pd.DataFrame({
+        "TX_DATETIME": pd.Timestamp("2018-04-01") + pd.to_timedelta(slots * 300, unit="s"),
+        "CUSTOMER_ID": customers,
+        "TERMINAL_ID": terminals,
+        "TX_AMOUNT": rng.gamma(2.0, 30.0, n).round(2),
+        "TX_FRAUD": (rng.random(n) < 0.1).astype("int64"),
+    }).sample(frac=1, random_state=seed)
+    pdf = pdf.sort_values("TX_DATETIME", kind="stable").assign(TRANSACTION_ID=np.arange(n))
+    return pdf[COLUMNS].sample(frac=1, random_state=seed + 1)
+
+
+def test_model_features_are_the_handbook_ones_then_the_extras():
+    assert HANDBOOK_FEATURES[:2] == ["TX_DURING_WEEKEND", "TX_DURING_NIGHT"]
+    assert HANDBOOK_FEATURES[2:4] == ["CUSTOMER_ID_NB_TX_1DAY_WINDOW", "CUSTOMER_ID_AVG_AMOUNT_1DAY_WINDOW"]
+    assert HANDBOOK_FEATURES[-1] == "TERMINAL_ID_RISK_30DAY_WINDOW" and len(HANDBOOK_FEATURES) == 14
+    assert MODEL_FEATURES == ["TX_AMOUNT", *HANDBOOK_FEATURES, *EXTRA_FEATURES]  # the handbook's 15 model inputs first
+    assert len(set(MODEL_FEATURES)) == len(MODEL_FEATURES) == 23
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_pandas_features_on_hand_made_rows(case):
+    (rows, columns, expected), _ = CASES[case]
+    actual = add_all_features_pandas(pd.DataFrame(rows, columns=COLUMNS)).sort_values("TRANSACTION_ID")
+    pd.testing.assert_frame_equal(actual[["TRANSACTION_ID", *columns]].reset_index(drop=True),
+                                  pd.DataFrame(expected, columns=["TRANSACTION_ID", *columns]),
+                                  check_dtype=False, check_exact=False, rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_spark_transform_on_inline_rows(spark, case):
+    (rows, columns, expected), transform = CASES[case]
+    actual = spark.createDataFrame(rows, SCHEMA).transform(transform).select("TRANSACTION_ID", *columns)
+    types = {c: int if c.startswith("TX_DURING") else float for c in columns}
+    expected_df = spark.createDataFrame(
+        [(tx_id, *(types[c](v) for c, v in zip(columns, values))) for tx_id, *values in expected],
+        ", ".join(["TRANSACTION_ID long", *(f"{c} {types[c].__name__.replace('float', 'double')}" for c in columns)]))
+    assertDataFrameEqual(actual, expected_df, rtol=0, atol=1e-9)
+
+
+def test_labels_younger_than_the_delay_are_never_read():
+    pdf = _random_transactions()
+    recent = pdf["TX_DATETIME"] > pdf["TX_DATETIME"].max() - pd.Timedelta(days=7)
+    assert recent.sum() > 100
+    expected = add_all_features_pandas(pdf).drop(columns="TX_FRAUD")
+    for labels in (np.where(recent, 1 - pdf["TX_FRAUD"], pdf["TX_FRAUD"]), pdf["TX_FRAUD"].where(~recent)):  # flipped, unknown
+        pd.testing.assert_frame_equal(add_all_features_pandas(pdf.assign(TX_FRAUD=labels)).drop(columns="TX_FRAUD"),
+                                      expected)
+
+
+def test_a_delay_that_would_read_fresh_labels_is_refused(spark):
+    rows = spark.createDataFrame(CALENDAR[0], SCHEMA)
+    with pytest.raises(ValueError, match="delay_days"):
+        add_terminal_risk_features(rows, delay_days=0)
+    with pytest.raises(ValueError, match="delay_days"):
+        add_all_features_pandas(rows.toPandas(), delay_days=0)
+
+
+def test_spark_and_pandas_agree_on_random_rows(spark):
+    pdf = _random_transactions()
+    customer_ties = pdf.duplicated(["CUSTOMER_ID", "TX_DATETIME"], keep=False).sum()
+    terminal_ties = pdf.duplicated(["TERMINAL_ID", "TX_DATETIME"], keep=False).sum()
+    assert customer_ties > 100 and terminal_ties > 10  # the tie rule is exercised
+    expected = add_all_features_pandas(pdf).sort_values("TRANSACTION_ID").reset_index(drop=True)
+    actual = (add_all_features(spark.createDataFrame(pdf, SCHEMA)).toPandas()
+              .sort_values("TRANSACTION_ID").reset_index(drop=True))
+    assert list(actual.columns) == list(expected.columns) == [*COLUMNS, *MODEL_FEATURES[1:]]
+    for column in MODEL_FEATURES[1:]:
+        np.testing.assert_allclose(actual[column], expected[column], rtol=0, atol=1e-9, err_msg=column)
