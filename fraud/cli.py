@@ -39,11 +39,84 @@ def _roundtrip(args, settings) -> int:
 
     spark = build_spark_session(settings, "fraud-roundtrip")
     try:
-        report = smoke_roundtrip(spark, settings, args.events, Path(args.work_dir or settings.state_dir / "roundtrip"))
+        report = smoke_roundtrip(spark, settings, args.events)
     finally:
         spark.stop()
     print(json.dumps(report))
     return 0 if {report["mysql"], report["elasticsearch"], report["delta"]} == {report["produced"]} else 1
+
+
+def _features(args, settings) -> int:
+    from fraud.features import add_all_features
+    from fraud.io import read_transactions
+    from fraud.spark import build_spark_session
+
+    spark = build_spark_session(settings, "fraud-features")
+    try:
+        transactions = read_transactions(spark, args.input)
+        add_all_features(transactions, delay_days=args.delay_days).write.mode("overwrite").parquet(args.output)
+        rows = spark.read.parquet(args.output).count()
+    finally:
+        spark.stop()
+    print(json.dumps({"input": args.input, "output": args.output, "rows": rows}))
+    return 0
+
+
+def _dataset_or(path: str | None, settings) -> str:
+    from fraud.data import dataset_path
+    return path or str(dataset_path(settings))
+
+
+def _train(args, settings) -> int:
+    import dataclasses
+
+    from fraud.spark import build_spark_session
+    from training.protocol import Split, parse_day
+    from training.train import handbook_baseline, shipped_recipe, train
+
+    recipe = handbook_baseline() if args.recipe == "baseline" else shipped_recipe()
+    if args.train_days:
+        recipe = dataclasses.replace(recipe, train_days=args.train_days)
+    split = Split(parse_day(args.test_start), recipe.train_days, args.delay_days, args.test_days)
+    spark = build_spark_session(settings, "fraud-train")
+    try:
+        metrics, artifact = train(spark, _dataset_or(args.data, settings), split, recipe, args.model_out,
+                                  tuple(parse_day(week) for week in args.later_weeks))
+    finally:
+        spark.stop()
+    print(json.dumps({**metrics, **split.describe(), "recipe": args.recipe,
+                      **({"model": artifact.version, "metrics_by_week": artifact.metadata["metrics"]}
+                         if artifact else {})}))
+    return 0
+
+
+def _evaluate(args, settings) -> int:
+    from fraud.spark import build_spark_session
+    from training.protocol import Split, parse_day
+    from training.train import evaluate
+
+    split = Split(parse_day(args.test_start), 7, args.delay_days, args.test_days)
+    spark = build_spark_session(settings, "fraud-evaluate")
+    try:
+        metrics = evaluate(spark, args.model, _dataset_or(args.data, settings), split)
+    finally:
+        spark.stop()
+    print(json.dumps({**metrics, "model": args.model, "test_start": split.test_start.isoformat(),
+                      "test_days": split.test_days}))
+    return 0
+
+
+def _backfill(args, settings) -> int:
+    from fraud.backfill import backfill
+    from fraud.spark import build_spark_session
+
+    spark = build_spark_session(settings, "fraud-backfill")
+    try:
+        report = backfill(spark, settings, args.input, args.model, tuple(args.sinks.split(",")), args.delay_days)
+    finally:
+        spark.stop()
+    print(json.dumps(report))
+    return 0
 
 
 def _data(args, settings) -> int:
@@ -77,8 +150,51 @@ def build_parser() -> argparse.ArgumentParser:
 
     trip = sub.add_parser("roundtrip", help="smoke test: N events through Kafka and Spark into every sink")
     trip.add_argument("--events", type=int, default=1000, help="events to produce (default 1000)")
-    trip.add_argument("--work-dir", help="where the Delta table goes (default <state_dir>/roundtrip)")
     trip.set_defaults(func=_roundtrip)
+
+    features = sub.add_parser("features", help="compute the handbook and extra features of a transaction history",
+                              description="Reads Parquet, CSV or a Delta table with the handbook columns (or the "
+                                          "Kafka message names) and writes Parquet: the input columns, the 14 "
+                                          "handbook features under their handbook names, and the extras.")
+    features.add_argument("--input", required=True, help="Parquet file/folder, CSV file/folder or Delta table")
+    features.add_argument("--output", required=True, help="Parquet folder to write (replaced)")
+    features.add_argument("--delay-days", type=int, default=7, help="label delay for terminal risk (default 7)")
+    features.set_defaults(func=_features)
+
+    train = sub.add_parser("train", help="train and evaluate a model on the handbook protocol",
+                           description="Trains on the N days ending --delay-days before --test-start and tests on "
+                                       "the handbook's test set (known-compromised cards removed). Prints one JSON "
+                                       "line with auc, ap, cp100; with --model-out also writes the model, its "
+                                       "metadata and a report.")
+    train.add_argument("--data", help="transactions (default: the configured data_dir's transactions.parquet)")
+    train.add_argument("--test-start", default="2018-08-08", help="first test day (default 2018-08-08)")
+    train.add_argument("--train-days", type=int, help="training days (default: the recipe's; 56 shipped, 7 baseline)")
+    train.add_argument("--delay-days", type=int, default=7, help="label delay between training and test (default 7)")
+    train.add_argument("--test-days", type=int, default=7, help="test days (default 7)")
+    train.add_argument("--recipe", choices=["shipped", "baseline"], default="shipped",
+                       help="shipped: the product's model; baseline: the handbook's default random forest")
+    train.add_argument("--model-out", help="folder to write the model to, e.g. models/NAME")
+    train.add_argument("--later-weeks", nargs="*", default=[], metavar="DATE",
+                       help="more test-week starts to measure the saved model on")
+    train.set_defaults(func=_train)
+
+    evaluate = sub.add_parser("evaluate", help="measure a trained model on any test week (handbook protocol)")
+    evaluate.add_argument("--model", required=True, help="model folder (e.g. models/default)")
+    evaluate.add_argument("--data", help="transactions (default: the configured data_dir's transactions.parquet)")
+    evaluate.add_argument("--test-start", required=True, help="first test day")
+    evaluate.add_argument("--test-days", type=int, default=7)
+    evaluate.add_argument("--delay-days", type=int, default=7)
+    evaluate.set_defaults(func=_evaluate)
+
+    backfill = sub.add_parser("backfill", help="score a transaction history and write it to the sinks",
+                              description="The stream's features and scoring over historical Parquet, CSV or "
+                                          "Delta; one row per transaction in each sink, also on a rerun.")
+    backfill.add_argument("--input", required=True, help="Parquet, CSV or Delta transaction history")
+    backfill.add_argument("--model", default="models/default", help="model folder (default models/default)")
+    backfill.add_argument("--sinks", default="delta,mysql,elasticsearch,kafka",
+                          help="comma-separated subset of delta,mysql,elasticsearch,kafka (default: all)")
+    backfill.add_argument("--delay-days", type=int, default=7, help="label delay for terminal risk (default 7)")
+    backfill.set_defaults(func=_backfill)
 
     data = sub.add_parser("data", help="download the published handbook dataset (needs internet access)")
     data.add_argument("--target", help="folder to write to (default: the configured data_dir)")
@@ -103,9 +219,10 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except Exception as exc:  # turn known operational failures into one readable line
         from fraud.data import DatasetMissing
+        from fraud.io import InputError
         from fraud.jvm import MissingJarsError
         from fraud.stack.process import ServiceError
-        if isinstance(exc, (ServiceError, MissingJarsError, DatasetMissing)):
+        if isinstance(exc, (ServiceError, MissingJarsError, DatasetMissing, InputError)):
             print(f"error: {exc}", file=sys.stderr)
             return 1
         raise

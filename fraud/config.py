@@ -88,6 +88,7 @@ class SparkConf:
 class Settings:
     state_dir: Path
     data_dir: Path | None
+    delta_dir: Path
     kafka: KafkaConf
     elasticsearch: ElasticsearchConf
     mysql: MysqlConf
@@ -96,6 +97,10 @@ class Settings:
     @property
     def secrets_file(self) -> Path:
         return self.state_dir / "secrets.env"
+
+    @property
+    def scored_table(self) -> str:
+        return str(self.delta_dir / "scored_transactions")
 
 
 def _read_secrets_file(path: Path) -> dict[str, str]:
@@ -166,13 +171,14 @@ def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None 
 
     state_dir = _resolve(tree.pop("state_dir", None)) or PROJECT_ROOT / ".state"
     data_dir = _resolve(tree.pop("data_dir", None))
+    delta_dir = _resolve(tree.pop("delta_dir", None)) or state_dir / "delta"
     if data_dir is None and SHARED_DATA_DIR.is_dir():
         data_dir = SHARED_DATA_DIR
     secrets = _read_secrets_file(state_dir / "secrets.env")
     mysql = dict(tree.get("mysql") or {})
     mysql["password"] = env.get("FRAUD_MYSQL_PASSWORD") or secrets.get("FRAUD_MYSQL_PASSWORD", "")
     tree["mysql"] = mysql
-    tree["state_dir"], tree["data_dir"] = state_dir, data_dir
+    tree["state_dir"], tree["data_dir"], tree["delta_dir"] = state_dir, data_dir, delta_dir
     settings = _build(Settings, tree, "")
     for name, port in (("kafka.port", settings.kafka.port), ("kafka.controller_port", settings.kafka.controller_port),
                        ("elasticsearch.port", settings.elasticsearch.port),

@@ -29,6 +29,10 @@ MINUTE_US = 60 * SECOND_US
 HOUR_US = 60 * MINUTE_US
 DAY_US = 24 * HOUR_US
 NO_PREVIOUS_TX = -1.0  # CUSTOMER_ID_SECONDS_SINCE_PREV_TX of a customer's first transaction
+NO_BASELINE = -1.0  # CUSTOMER_ID_BASELINE_AVG_AMOUNT when the baseline window is empty
+BASELINE_DAYS = (14, 60)  # baseline window (t - 60 days, t - 14 days]: older than a 14-day card compromise
+HIGH_RATIO = 3.0  # an amount over 3 times the baseline mean is "high"
+TERMINAL_WINDOWS_DAYS = (1, 7, 14, 30)
 
 HANDBOOK_FEATURES = [
     "TX_DURING_WEEKEND", "TX_DURING_NIGHT",
@@ -42,6 +46,15 @@ EXTRA_FEATURES = [
     "CUSTOMER_ID_NB_TX_1HOUR_WINDOW",
     "CUSTOMER_ID_SUM_AMOUNT_1HOUR_WINDOW",
     "TERMINAL_ID_NB_TX_1HOUR_WINDOW",
+    "CUSTOMER_ID_AMOUNT_ZSCORE_30DAY",
+    "CUSTOMER_ID_BASELINE_AVG_AMOUNT",
+    "CUSTOMER_ID_AMOUNT_RATIO_BASELINE",
+    "CUSTOMER_ID_NB_HIGH_RATIO_14DAY",
+    "CUSTOMER_ID_SHARE_HIGH_RATIO_14DAY",
+    "TERMINAL_ID_NB_TX_14DAY_WINDOW",
+    "TERMINAL_ID_RISK_14DAY_WINDOW",
+    *(f"TERMINAL_ID_NB_FRAUD_{w}DAY_WINDOW" for w in (1, 7, 30)),
+    "TERMINAL_ID_NB_TX_1DAY_CURRENT",
 ]
 MODEL_FEATURES = ["TX_AMOUNT", *HANDBOOK_FEATURES, *EXTRA_FEATURES]
 
@@ -53,8 +66,10 @@ def _with_event_micros(df: DataFrame) -> DataFrame:
     return df.withColumn(_EVENT_US, F.unix_micros(F.col("TX_DATETIME").cast("timestamp")))
 
 
-def _window_count_sum(key: str, value: str, span_us: int, lag_us: int = 0) -> tuple[Column, Column]:
+def _window_count_sum(key: str, value: str | Column, span_us: int, lag_us: int = 0) -> tuple[Column, Column]:
     """Count of the key's transactions with event time in (t - lag - span, t - lag], and sum of ``value`` over them.
+
+    ``value`` is a column name or an expression of the row (e.g. a squared amount).
 
     With no lag the window ends at the current transaction, so same-instant
     transactions with a larger TRANSACTION_ID are taken out again (tie rule).
@@ -118,12 +133,44 @@ def add_customer_velocity_features(df: DataFrame) -> DataFrame:
     }).drop(_EVENT_US)
 
 
-def add_terminal_risk_features(df: DataFrame, windows_days: Sequence[int] = (1, 7, 30),
-                               delay_days: int = 7) -> DataFrame:
-    """Per window w (days): TERMINAL_ID_NB_TX_{w}DAY_WINDOW and TERMINAL_ID_RISK_{w}DAY_WINDOW.
+def add_customer_baseline_features(df: DataFrame) -> DataFrame:
+    """How this amount compares with the card's usual spending.
 
-    Count of the terminal's transactions in (t - delay - w days, t - delay] and
-    the share of them with TX_FRAUD = 1 (0 when there are none). Labels arrive
+    CUSTOMER_ID_AMOUNT_ZSCORE_30DAY = (TX_AMOUNT - mean) / (std + 1), mean and
+    population std of the amounts in (t - 30 days, t], this one included (std
+    from the window's sum of squares, floored at 0). CUSTOMER_ID_BASELINE_AVG_AMOUNT:
+    mean amount in (t - 60 days, t - 14 days], a baseline a 14-day card compromise
+    cannot contaminate (NO_BASELINE = -1.0 when empty); CUSTOMER_ID_AMOUNT_RATIO_BASELINE
+    = TX_AMOUNT / that mean (1.0 when empty or 0). CUSTOMER_ID_NB_HIGH_RATIO_14DAY /
+    CUSTOMER_ID_SHARE_HIGH_RATIO_14DAY: count / share of the transactions in
+    (t - 14 days, t], this one included, whose ratio to the baseline is > HIGH_RATIO.
+    """
+    key, (recent_days, oldest_days) = "CUSTOMER_ID", BASELINE_DAYS
+    count_30, sum_30 = _window_count_sum(key, "TX_AMOUNT", 30 * DAY_US)
+    _, sum_squares_30 = _window_count_sum(key, F.col("TX_AMOUNT") * F.col("TX_AMOUNT"), 30 * DAY_US)
+    count_baseline, sum_baseline = _window_count_sum(key, "TX_AMOUNT", (oldest_days - recent_days) * DAY_US,
+                                                     recent_days * DAY_US)
+    mean_30 = sum_30 / count_30
+    std_30 = F.sqrt(F.greatest(sum_squares_30 / count_30 - mean_30 * mean_30, F.lit(0.0)))
+    baseline = sum_baseline / count_baseline
+    df = _with_event_micros(df).withColumns({
+        "CUSTOMER_ID_AMOUNT_ZSCORE_30DAY": (F.col("TX_AMOUNT") - mean_30) / (std_30 + 1),
+        "CUSTOMER_ID_BASELINE_AVG_AMOUNT": F.when(count_baseline > 0, baseline).otherwise(NO_BASELINE),
+        "CUSTOMER_ID_AMOUNT_RATIO_BASELINE": F.when((count_baseline > 0) & (baseline != 0), F.col("TX_AMOUNT") / baseline)
+                                              .otherwise(1.0),
+    }).withColumn("_HIGH", (F.col("CUSTOMER_ID_AMOUNT_RATIO_BASELINE") > HIGH_RATIO).cast("double"))
+    count_14, high_14 = _window_count_sum(key, "_HIGH", recent_days * DAY_US)  # second pass, same partitioning
+    return (df.withColumns({"CUSTOMER_ID_NB_HIGH_RATIO_14DAY": high_14,
+                            "CUSTOMER_ID_SHARE_HIGH_RATIO_14DAY": high_14 / count_14})
+            .drop(_EVENT_US, "_HIGH"))
+
+
+def add_terminal_risk_features(df: DataFrame, windows_days: Sequence[int] = TERMINAL_WINDOWS_DAYS,
+                               delay_days: int = 7) -> DataFrame:
+    """Per window w (days): TERMINAL_ID_NB_TX_{w}DAY_WINDOW, TERMINAL_ID_NB_FRAUD_{w}DAY_WINDOW, TERMINAL_ID_RISK_{w}DAY_WINDOW.
+
+    Count of the terminal's transactions in (t - delay - w days, t - delay], the
+    number of them with TX_FRAUD = 1, and their share (0 when there are none). Labels arrive
     about ``delay_days`` late, so only transactions older than the delay are
     used: TX_FRAUD of younger transactions is never read, and may be unknown.
     """
@@ -131,18 +178,20 @@ def add_terminal_risk_features(df: DataFrame, windows_days: Sequence[int] = (1, 
         raise ValueError(f"delay_days must be positive (labels are not known at once), got {delay_days}")
     counts_and_frauds, risks = {}, {}
     for w in windows_days:
-        count, frauds = f"TERMINAL_ID_NB_TX_{w}DAY_WINDOW", f"_FRAUDS_{w}"
+        count, frauds = f"TERMINAL_ID_NB_TX_{w}DAY_WINDOW", f"TERMINAL_ID_NB_FRAUD_{w}DAY_WINDOW"
         counts_and_frauds[count], counts_and_frauds[frauds] = _window_count_sum(
             "TERMINAL_ID", "TX_FRAUD", w * DAY_US, delay_days * DAY_US)
         risks[f"TERMINAL_ID_RISK_{w}DAY_WINDOW"] = F.when(F.col(count) > 0, F.col(frauds) / F.col(count)).otherwise(0.0)
-    return (_with_event_micros(df).withColumns(counts_and_frauds).withColumns(risks)
-            .drop(_EVENT_US, *(f"_FRAUDS_{w}" for w in windows_days)))
+    return _with_event_micros(df).withColumns(counts_and_frauds).withColumns(risks).drop(_EVENT_US)
 
 
 def add_terminal_velocity_features(df: DataFrame) -> DataFrame:
-    """TERMINAL_ID_NB_TX_1HOUR_WINDOW: the terminal's transactions in (t - 1 h, t], this one included (no labels)."""
-    count, _ = _window_count_sum("TERMINAL_ID", "TX_AMOUNT", HOUR_US)
-    return _with_event_micros(df).withColumn("TERMINAL_ID_NB_TX_1HOUR_WINDOW", count).drop(_EVENT_US)
+    """TERMINAL_ID_NB_TX_1HOUR_WINDOW, TERMINAL_ID_NB_TX_1DAY_CURRENT: the terminal's transactions in
+    (t - 1 h, t] and (t - 1 day, t], this one included (undelayed: no labels)."""
+    return _with_event_micros(df).withColumns({
+        "TERMINAL_ID_NB_TX_1HOUR_WINDOW": _window_count_sum("TERMINAL_ID", "TX_AMOUNT", HOUR_US)[0],
+        "TERMINAL_ID_NB_TX_1DAY_CURRENT": _window_count_sum("TERMINAL_ID", "TX_AMOUNT", DAY_US)[0],
+    }).drop(_EVENT_US)
 
 
 def add_all_features(df: DataFrame, delay_days: int = 7) -> DataFrame:
@@ -150,6 +199,7 @@ def add_all_features(df: DataFrame, delay_days: int = 7) -> DataFrame:
     return (df.transform(add_calendar_features)
             .transform(add_customer_spending_features)
             .transform(add_customer_velocity_features)
+            .transform(add_customer_baseline_features)
             .transform(add_terminal_risk_features, delay_days=delay_days)
             .transform(add_terminal_velocity_features)
             .select(*df.columns, *HANDBOOK_FEATURES, *EXTRA_FEATURES))

@@ -13,7 +13,8 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from fraud.features import DAY_US, EXTRA_FEATURES, HANDBOOK_FEATURES, HOUR_US, MINUTE_US, NO_PREVIOUS_TX, SECOND_US
+from fraud.features import (BASELINE_DAYS, DAY_US, EXTRA_FEATURES, HANDBOOK_FEATURES, HIGH_RATIO, HOUR_US, MINUTE_US,
+                            NO_BASELINE, NO_PREVIOUS_TX, SECOND_US, TERMINAL_WINDOWS_DAYS)
 
 
 def window_count_sum(times: np.ndarray, values: np.ndarray, span_us: int,
@@ -47,12 +48,26 @@ def customer_features(times: np.ndarray, amounts: np.ndarray,
     features["CUSTOMER_ID_NB_TX_10MIN_WINDOW"] = window_count_sum(times, amounts, 10 * MINUTE_US)[0]
     (features["CUSTOMER_ID_NB_TX_1HOUR_WINDOW"],
      features["CUSTOMER_ID_SUM_AMOUNT_1HOUR_WINDOW"]) = window_count_sum(times, amounts, HOUR_US)
+    count_30, sum_30 = window_count_sum(times, amounts, 30 * DAY_US)
+    mean_30, sum_squares_30 = sum_30 / count_30, window_count_sum(times, amounts * amounts, 30 * DAY_US)[1]
+    std_30 = np.sqrt(np.maximum(sum_squares_30 / count_30 - mean_30 * mean_30, 0.0))
+    features["CUSTOMER_ID_AMOUNT_ZSCORE_30DAY"] = (amounts - mean_30) / (std_30 + 1)
+    recent_days, oldest_days = BASELINE_DAYS
+    count_baseline, sum_baseline = window_count_sum(times, amounts, (oldest_days - recent_days) * DAY_US,
+                                                    recent_days * DAY_US)
+    baseline = np.divide(sum_baseline, count_baseline, out=np.full(len(times), NO_BASELINE), where=count_baseline > 0)
+    features["CUSTOMER_ID_BASELINE_AVG_AMOUNT"] = baseline
+    ratio = np.divide(amounts, baseline, out=np.ones(len(times)), where=(count_baseline > 0) & (baseline != 0))
+    features["CUSTOMER_ID_AMOUNT_RATIO_BASELINE"] = ratio
+    count_14, high_14 = window_count_sum(times, (ratio > HIGH_RATIO).astype(float), recent_days * DAY_US)
+    features["CUSTOMER_ID_NB_HIGH_RATIO_14DAY"] = high_14
+    features["CUSTOMER_ID_SHARE_HIGH_RATIO_14DAY"] = high_14 / count_14
     return features
 
 
 def terminal_features(times: np.ndarray, frauds: np.ndarray, delay_days: int = 7,
-                      windows_days: Sequence[int] = (1, 7, 30)) -> dict[str, np.ndarray]:
-    """One terminal's delayed risk features and undelayed 1-hour count.
+                      windows_days: Sequence[int] = TERMINAL_WINDOWS_DAYS) -> dict[str, np.ndarray]:
+    """One terminal's delayed counts, fraud counts and risks, and undelayed 1-hour and 1-day counts.
 
     Labels younger than the delay are never read, so they may be NaN (not known yet).
     """
@@ -62,9 +77,11 @@ def terminal_features(times: np.ndarray, frauds: np.ndarray, delay_days: int = 7
     for w in windows_days:
         count, fraud_count = window_count_sum(times, frauds, w * DAY_US, delay_days * DAY_US)
         features[f"TERMINAL_ID_NB_TX_{w}DAY_WINDOW"] = count
+        features[f"TERMINAL_ID_NB_FRAUD_{w}DAY_WINDOW"] = fraud_count
         features[f"TERMINAL_ID_RISK_{w}DAY_WINDOW"] = np.divide(fraud_count, count, out=np.zeros_like(count),
                                                                 where=count > 0)
     features["TERMINAL_ID_NB_TX_1HOUR_WINDOW"] = window_count_sum(times, frauds, HOUR_US)[0]
+    features["TERMINAL_ID_NB_TX_1DAY_CURRENT"] = window_count_sum(times, frauds, DAY_US)[0]
     return features
 
 

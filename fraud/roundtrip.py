@@ -14,7 +14,6 @@ import tempfile
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 from pyspark.sql import DataFrame, SparkSession
@@ -24,7 +23,7 @@ from fraud.config import Settings
 from fraud.schemas import SCORED_ROW, TRANSACTION_MESSAGE
 from fraud.stack.elasticsearch import elasticsearch_client
 from fraud.stack.mariadb import connect
-from fraud.sinks import write_to_delta, write_to_elasticsearch, write_to_kafka, write_to_mysql
+from fraud.sinks import SINKS, write_to_sinks
 
 
 @dataclass(frozen=True)
@@ -79,19 +78,11 @@ def parse_transactions(raw: DataFrame) -> DataFrame:
         "kafka_timestamp", F.current_timestamp().alias("scored_at"))
 
 
-def write_all_sinks(batch: DataFrame, batch_id: int, settings: Settings, delta_path: str) -> None:
-    rows = batch.dropDuplicates(["transaction_id"]).persist()
-    try:
-        write_to_mysql(rows, settings, "scored_transactions", stage_tag=f"roundtrip_{batch_id}")
-        write_to_elasticsearch(rows, settings)
-        write_to_delta(rows, delta_path)
-        write_to_kafka(rows, settings, settings.kafka.topics.scored)
-    finally:
-        rows.unpersist()
+def write_all_sinks(batch: DataFrame, batch_id: int, settings: Settings) -> None:
+    write_to_sinks(batch, settings, SINKS, stage_tag=f"roundtrip_{batch_id}")
 
 
-def run_roundtrip(spark: SparkSession, settings: Settings, trip: RoundTrip, checkpoint: str,
-                  delta_path: str) -> int:
+def run_roundtrip(spark: SparkSession, settings: Settings, trip: RoundTrip, checkpoint: str) -> int:
     """Read the produced events back from Kafka and write them to every sink; returns rows read."""
     topic = settings.kafka.topics.raw
     raw = (spark.readStream.format("kafka")
@@ -102,7 +93,7 @@ def run_roundtrip(spark: SparkSession, settings: Settings, trip: RoundTrip, chec
     rows = parse_transactions(raw).where(
         F.col("transaction_id").between(trip.first_id, trip.first_id + trip.count - 1))
     query = (rows.writeStream.queryName("roundtrip")
-             .foreachBatch(lambda batch, batch_id: write_all_sinks(batch, batch_id, settings, delta_path))
+             .foreachBatch(lambda batch, batch_id: write_all_sinks(batch, batch_id, settings))
              .option("checkpointLocation", checkpoint)
              .trigger(availableNow=True).start())
     try:
@@ -117,7 +108,7 @@ def new_first_id() -> int:
     return int(time.time() * 1000) * 1000
 
 
-def count_in_sinks(spark: SparkSession, settings: Settings, trip: RoundTrip, delta_path: str) -> dict[str, int]:
+def count_in_sinks(spark: SparkSession, settings: Settings, trip: RoundTrip) -> dict[str, int]:
     """Rows of this trip's id range found in MySQL, Elasticsearch and Delta."""
     first, last = trip.first_id, trip.first_id + trip.count - 1
     with connect(settings) as conn, conn.cursor() as cur:
@@ -127,16 +118,15 @@ def count_in_sinks(spark: SparkSession, settings: Settings, trip: RoundTrip, del
     es.indices.refresh(index=settings.elasticsearch.index)
     in_es = es.count(index=settings.elasticsearch.index,
                      query={"range": {"transaction_id": {"gte": first, "lte": last}}})["count"]
-    in_delta = spark.read.format("delta").load(delta_path).where(F.col("transaction_id").between(first, last)).count()
+    in_delta = spark.read.format("delta").load(settings.scored_table).where(F.col("transaction_id").between(first, last)).count()
     return {"mysql": in_mysql, "elasticsearch": in_es, "delta": in_delta}
 
 
-def smoke_roundtrip(spark: SparkSession, settings: Settings, events: int, work_dir: Path) -> dict[str, object]:
+def smoke_roundtrip(spark: SparkSession, settings: Settings, events: int) -> dict[str, object]:
     """Produce ``events`` new transactions, run them through every sink, report the counts found."""
     trip = produce_events(settings, synthetic_events(new_first_id(), events))
-    work_dir.mkdir(parents=True, exist_ok=True)
-    delta_path = str(work_dir / "delta" / "scored_transactions")
-    with tempfile.TemporaryDirectory(dir=work_dir) as checkpoint:
-        read = run_roundtrip(spark, settings, trip, checkpoint, delta_path)
-    counts = count_in_sinks(spark, settings, trip, delta_path)
-    return {"produced": trip.count, "read_by_spark": read, **counts, "delta_path": delta_path}
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=settings.state_dir, prefix="roundtrip-checkpoint-") as checkpoint:
+        read = run_roundtrip(spark, settings, trip, checkpoint)
+    counts = count_in_sinks(spark, settings, trip)
+    return {"produced": trip.count, "read_by_spark": read, **counts, "delta_table": settings.scored_table}

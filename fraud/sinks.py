@@ -6,7 +6,9 @@ did not reach every sink fails, and Spark retries it from the checkpoint.
 """
 from __future__ import annotations
 
+import logging
 import re
+import time
 
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame
@@ -16,6 +18,7 @@ from fraud.config import Settings
 from fraud.stack.mariadb import connect
 
 KEY = "transaction_id"
+log = logging.getLogger(__name__)
 
 
 def write_to_mysql(df: DataFrame, settings: Settings, table: str, stage_tag: str) -> None:
@@ -71,3 +74,25 @@ def write_to_kafka(df: DataFrame, settings: Settings, topic: str) -> None:
         .write.format("kafka")
         .option("kafka.bootstrap.servers", settings.kafka.bootstrap_servers)
         .option("topic", topic).save())
+
+
+SINKS = ("delta", "mysql", "elasticsearch", "kafka")
+
+
+def write_to_sinks(rows: DataFrame, settings: Settings, sinks: tuple[str, ...], stage_tag: str) -> None:
+    """Write scored rows (fraud.schemas.SCORED_ROW) to each named sink, deduplicated by transaction id."""
+    unknown = set(sinks) - set(SINKS)
+    if unknown:
+        raise ValueError(f"unknown sink(s) {sorted(unknown)}; choose from {SINKS}")
+    rows = rows.dropDuplicates([KEY]).persist()
+    try:
+        writers = {"delta": lambda: write_to_delta(rows, settings.scored_table),
+                   "mysql": lambda: write_to_mysql(rows, settings, "scored_transactions", stage_tag),
+                   "elasticsearch": lambda: write_to_elasticsearch(rows, settings),
+                   "kafka": lambda: write_to_kafka(rows, settings, settings.kafka.topics.scored)}
+        for sink in sinks:
+            started = time.monotonic()
+            writers[sink]()
+            log.info("%s: written in %.1fs", sink, time.monotonic() - started)
+    finally:
+        rows.unpersist()

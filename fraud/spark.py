@@ -7,6 +7,7 @@ same time zone (UTC: event times carry no zone and must not shift).
 from __future__ import annotations
 
 import os
+import sys
 from typing import Mapping
 
 from pyspark.sql import SparkSession
@@ -27,6 +28,7 @@ def build_spark_session(settings: Settings, app_name: str, *, master: str | None
         master = master or settings.spark.master
         if master.startswith("local"):
             os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # a local run stays on loopback
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # workers run this interpreter (the venv)
         builder = (builder.master(master)
                    .config("spark.jars", ",".join(str(jar) for jar in jars("spark")))
                    .config("spark.driver.memory", settings.spark.driver_memory))
@@ -38,7 +40,8 @@ def build_spark_session(settings: Settings, app_name: str, *, master: str | None
         .config("spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.ui.enabled", str(ui).lower())
-        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.ui.showConsoleProgress", str(ui).lower())  # the stage progress bar of long runs
+        .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")  # what pandas and Spark 3.5 both read
         .config("spark.driver.extraJavaOptions", "-Duser.timezone=UTC")
         .config("spark.executor.extraJavaOptions", "-Duser.timezone=UTC")
     )

@@ -4,7 +4,6 @@
 """
 import argparse
 import json
-from pathlib import Path
 
 from fraud.config import load_settings
 from fraud.roundtrip import smoke_roundtrip
@@ -15,12 +14,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1000)
     parser.add_argument("--config", help="YAML configuration (default conf/local.yaml)")
-    parser.add_argument("--work-dir", help="where the Delta table goes (default <state_dir>/roundtrip)")
     args = parser.parse_args()
     settings = load_settings(args.config)
     spark = build_spark_session(settings, "fraud-roundtrip")
     try:
-        report = smoke_roundtrip(spark, settings, args.events, Path(args.work_dir or settings.state_dir / "roundtrip"))
+        report = smoke_roundtrip(spark, settings, args.events)
     finally:
         spark.stop()
     print(json.dumps(report))

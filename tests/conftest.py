@@ -29,10 +29,14 @@ def stack_settings(**overrides: str) -> Settings:
 
 
 @pytest.fixture(scope="session")
-def stack() -> Settings:
-    """The running test stack (started on first use; left running for the next test run)."""
-    from fraud.stack.manager import stack_up
-    return stack_up(stack_settings(), echo=lambda line: None)
+def stack():
+    """The running test stack; stopped at the end if this session started it."""
+    from fraud.stack.manager import stack_down, stack_status, stack_up
+    settings = stack_settings()
+    was_running = all(service.healthy for service in stack_status(settings))
+    yield stack_up(settings, echo=lambda line: None)
+    if not was_running:
+        stack_down(settings, echo=lambda line: None)
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,7 @@
 """End to end against the real services: Kafka -> Spark -> MySQL, Elasticsearch, Delta, result topic."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import datetime, timezone
 
@@ -52,15 +53,22 @@ def _result_topic_records(settings, start_offsets, first, last):
     return records
 
 
-def test_events_reach_every_sink_with_their_values_and_a_replay_adds_no_duplicate(stack, spark, tmp_path):
+@pytest.fixture()
+def settings(stack, tmp_path):
+    """The test stack with a Delta folder of this test's own."""
+    return dataclasses.replace(stack, delta_dir=tmp_path / "delta")
+
+
+def test_events_reach_every_sink_with_their_values_and_a_replay_adds_no_duplicate(settings, spark, tmp_path):
+    stack = settings
     events = synthetic_events(new_first_id(), EVENTS, seed=7)
     first, last = events[0]["transaction_id"], events[-1]["transaction_id"]
     expected = {e["transaction_id"]: e for e in events}
     scored_start = end_offsets(stack, stack.kafka.topics.scored)
     trip = produce_events(stack, events)
-    delta_path = str(tmp_path / "delta" / "scored_transactions")
+    delta_path = stack.scored_table
 
-    assert run_roundtrip(spark, stack, trip, str(tmp_path / "checkpoint-1"), delta_path) == EVENTS
+    assert run_roundtrip(spark, stack, trip, str(tmp_path / "checkpoint-1")) == EVENTS
 
     rows = _mysql_rows(stack, first, last)
     assert [r["transaction_id"] for r in rows] == sorted(expected)
@@ -93,22 +101,23 @@ def test_events_reach_every_sink_with_their_values_and_a_replay_adds_no_duplicat
     assert all(key == str(value["transaction_id"]) for key, value in published)
 
     # The same events again, from a fresh checkpoint: every keyed sink still holds one row each.
-    assert run_roundtrip(spark, stack, trip, str(tmp_path / "checkpoint-2"), delta_path) == EVENTS
-    assert count_in_sinks(spark, stack, trip, delta_path) == {"mysql": EVENTS, "elasticsearch": EVENTS,
+    assert run_roundtrip(spark, stack, trip, str(tmp_path / "checkpoint-2")) == EVENTS
+    assert count_in_sinks(spark, stack, trip) == {"mysql": EVENTS, "elasticsearch": EVENTS,
                                                               "delta": EVENTS}
     assert len(_mysql_rows(stack, first, last)) == EVENTS
     assert spark.read.format("delta").load(delta_path).select("transaction_id").distinct().count() == EVENTS
 
 
-def test_writing_one_batch_twice_keeps_one_row_per_transaction(stack, spark, tmp_path):
+def test_writing_one_batch_twice_keeps_one_row_per_transaction(settings, spark):
+    stack = settings
     events = synthetic_events(new_first_id(), 50, seed=3)
     raw = spark.createDataFrame(
         [(json.dumps(e).encode(), datetime(2026, 1, 1, 12, 0, 0, 123000)) for e in events + events[:10]],
         "value binary, timestamp timestamp")
     batch = parse_transactions(raw)
-    delta_path = str(tmp_path / "delta")
+    delta_path = stack.scored_table
     for _ in range(2):
-        write_all_sinks(batch, 0, stack, delta_path)
+        write_all_sinks(batch, 0, stack)
     first, last = events[0]["transaction_id"], events[-1]["transaction_id"]
     rows = _mysql_rows(stack, first, last)
     assert len(rows) == 50

@@ -1,0 +1,52 @@
+"""Reading transaction history (Parquet, CSV or Delta) into the canonical columns.
+
+Canonical columns are the handbook's: TRANSACTION_ID, TX_DATETIME, CUSTOMER_ID,
+TERMINAL_ID, TX_AMOUNT and, when labels are known, TX_FRAUD. The Kafka message
+names (transaction_id, tx_datetime, ...) are accepted too, so the stream's Delta
+archive reads back the same way. Other input columns are carried through.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+REQUIRED = {"TRANSACTION_ID": "bigint", "TX_DATETIME": "timestamp", "CUSTOMER_ID": "bigint",
+            "TERMINAL_ID": "bigint", "TX_AMOUNT": "double"}
+LABEL = "TX_FRAUD"
+
+
+class InputError(ValueError):
+    """Input that cannot be read as transactions; the message says what is wrong."""
+
+
+def input_format(path: str | Path) -> str:
+    p = Path(path)
+    if (p / "_delta_log").is_dir():
+        return "delta"
+    suffixes = {s.lower() for s in (p.suffixes or [])} | {q.suffix.lower() for q in p.glob("*") if p.is_dir()}
+    if ".csv" in suffixes:
+        return "csv"
+    if ".parquet" in suffixes:
+        return "parquet"
+    raise InputError(f"{path}: not a Delta table, nor Parquet or CSV files")
+
+
+def read_transactions(spark: SparkSession, path: str | Path) -> DataFrame:
+    """Transactions at ``path`` with canonical names and types (TX_FRAUD null where unknown)."""
+    if not Path(path).exists():
+        raise InputError(f"{path}: no such file or directory")
+    fmt = input_format(path)
+    reader = spark.read.format(fmt)
+    if fmt == "csv":
+        reader = reader.option("header", True).option("inferSchema", False)
+    df = reader.load(str(path))
+    df = df.toDF(*(c.upper() if c.upper() in {*REQUIRED, LABEL} else c for c in df.columns))
+    missing = sorted(set(REQUIRED) - set(df.columns))
+    if missing:
+        raise InputError(f"{path}: missing column(s) {missing}; found {df.columns}")
+    if LABEL not in df.columns:
+        df = df.withColumn(LABEL, F.lit(None))
+    typed = {name: F.col(name).cast(kind) for name, kind in {**REQUIRED, LABEL: "int"}.items()}
+    return df.withColumns(typed)

@@ -1,0 +1,1 @@
+"""Training and evaluation on the handbook protocol, with the product's feature code."""

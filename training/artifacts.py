@@ -1,0 +1,73 @@
+"""Model artifacts: ``models/NAME/`` holds model.joblib, metadata.json and report/.
+
+The metadata says everything needed to trust and use the model: feature names
+and order, library versions, training window, data fingerprint, metrics, and the
+decision thresholds with how they were chosen. ``version`` is stamped on every
+scored row.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+from dataclasses import dataclass
+from importlib import metadata as package_metadata
+from pathlib import Path
+from typing import Any
+
+import joblib
+
+MODEL_FILE, METADATA_FILE = "model.joblib", "metadata.json"
+LIBRARIES = ("scikit-learn", "numpy", "pandas", "pyspark", "joblib")
+
+
+@dataclass(frozen=True)
+class ModelArtifact:
+    model: Any
+    metadata: dict[str, Any]
+
+    @property
+    def version(self) -> str:
+        return self.metadata["version"]
+
+    @property
+    def features(self) -> list[str]:
+        return self.metadata["features"]
+
+    @property
+    def thresholds(self) -> dict[str, float]:
+        return {name: spec["value"] for name, spec in self.metadata["thresholds"].items()}
+
+
+def library_versions() -> dict[str, str]:
+    return {"python": platform.python_version(), **{name: package_metadata.version(name) for name in LIBRARIES}}
+
+
+def fingerprint(path: str | Path) -> str:
+    """sha256 over the bytes of the file, or of every file under the folder in name order."""
+    root = Path(path)
+    digest = hashlib.sha256()
+    for file in sorted(p for p in ([root] if root.is_file() else root.rglob("*")) if p.is_file()):
+        digest.update(str(file.relative_to(root) if file != root else file.name).encode())
+        with file.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def save_model(directory: str | Path, model: Any, metadata: dict[str, Any]) -> ModelArtifact:
+    """Write the model and its metadata; the version is the name plus a hash of the model bytes."""
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    joblib.dump(model, out / MODEL_FILE, compress=3)
+    model_hash = hashlib.sha256((out / MODEL_FILE).read_bytes()).hexdigest()[:12]
+    metadata = {"version": f"{out.name}-{model_hash}", **metadata}
+    (out / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
+    return ModelArtifact(model, metadata)
+
+
+def load_model(directory: str | Path) -> ModelArtifact:
+    folder = Path(directory)
+    if not (folder / MODEL_FILE).exists() or not (folder / METADATA_FILE).exists():
+        raise FileNotFoundError(f"{folder} is not a model folder (needs {MODEL_FILE} and {METADATA_FILE})")
+    return ModelArtifact(joblib.load(folder / MODEL_FILE), json.loads((folder / METADATA_FILE).read_text()))

@@ -1,0 +1,77 @@
+"""The handbook's evaluation protocol: time split with a label delay, known-compromised cards removed.
+
+Training covers the ``train_days`` days that end ``delay_days`` before the test
+start. The test set is always the handbook's, whatever ``train_days`` is: on each
+test day, the transactions of cards already known to be compromised are dropped,
+known meaning a fraud in the 7 days before the delay, or on a day whose labels
+have arrived by then (test day minus the delay). Frames use the handbook's
+column names; ``TX_DATETIME`` is a naive UTC timestamp.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+import pandas as pd
+
+HANDBOOK_TRAIN_DAYS = 7  # the window that defines "already known compromised" for the test set
+
+
+@dataclass(frozen=True)
+class Split:
+    test_start: datetime
+    train_days: int
+    delay_days: int = 7
+    test_days: int = 7
+
+    @property
+    def train_start(self) -> datetime:
+        return self.test_start - timedelta(days=self.delay_days + self.train_days)
+
+    @property
+    def train_end(self) -> datetime:  # exclusive
+        return self.test_start - timedelta(days=self.delay_days)
+
+    @property
+    def test_end(self) -> datetime:  # exclusive
+        return self.test_start + timedelta(days=self.test_days)
+
+    @property
+    def history_start(self) -> datetime:
+        """First instant whose transactions the features of the training window can depend on."""
+        return self.train_start - timedelta(days=30 + self.delay_days)
+
+    def describe(self) -> dict[str, str | int]:
+        return {"train_start": self.train_start.isoformat(), "train_end": self.train_end.isoformat(),
+                "test_start": self.test_start.isoformat(), "test_end": self.test_end.isoformat(),
+                "train_days": self.train_days, "delay_days": self.delay_days, "test_days": self.test_days}
+
+
+def parse_day(text: str | date | datetime) -> datetime:
+    if isinstance(text, datetime):
+        return text
+    if isinstance(text, date):
+        return datetime(text.year, text.month, text.day)
+    return datetime.fromisoformat(text)
+
+
+def training_rows(df: pd.DataFrame, split: Split) -> pd.DataFrame:
+    return df[(df.TX_DATETIME >= split.train_start) & (df.TX_DATETIME < split.train_end)]
+
+
+def test_rows(df: pd.DataFrame, split: Split) -> pd.DataFrame:
+    """The handbook test set: test days minus the cards known compromised as of each day."""
+    day = pd.Timedelta(days=1)
+    reference_train_start = split.train_end - timedelta(days=HANDBOOK_TRAIN_DAYS)
+    in_reference_training = (df.TX_DATETIME >= reference_train_start) & (df.TX_DATETIME < split.train_end)
+    known = set(df.loc[in_reference_training & (df.TX_FRAUD == 1), "CUSTOMER_ID"])
+    kept = []
+    for offset in range(split.test_days):
+        # labels of the day (test day - delay - 1) arrive in time for this test day
+        labelled_day_start = split.train_end + (offset - 1) * day
+        labelled = (df.TX_DATETIME >= labelled_day_start) & (df.TX_DATETIME < labelled_day_start + day)
+        known |= set(df.loc[labelled & (df.TX_FRAUD == 1), "CUSTOMER_ID"])
+        day_start = split.test_start + offset * day
+        on_day = df[(df.TX_DATETIME >= day_start) & (df.TX_DATETIME < day_start + day)]
+        kept.append(on_day[~on_day.CUSTOMER_ID.isin(known)])
+    return pd.concat(kept)

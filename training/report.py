@@ -1,0 +1,116 @@
+"""The training report: PNG plots and a markdown summary next to the model."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from sklearn.inspection import permutation_importance  # noqa: E402
+from sklearn.metrics import (ConfusionMatrixDisplay, PrecisionRecallDisplay, RocCurveDisplay,  # noqa: E402
+                             confusion_matrix)
+
+from training.artifacts import ModelArtifact  # noqa: E402
+from training.thresholds import decide  # noqa: E402
+
+PUBLISHED = {  # the handbook's best published results on the 2018-08-08 week (AUC / AP / CP@100)
+    "logistic regression (default)": (0.871, 0.606, 0.291),
+    "random forest (default)": (0.867, 0.658, 0.287),
+    "random forest (tuned)": (0.870, 0.678, 0.299),
+    "XGBoost (tuned)": (0.869, 0.687, 0.303),
+    "balanced bagging (tuned)": (0.879, 0.680, 0.305),
+}
+
+
+def _save(fig, path: Path) -> str:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path.name
+
+
+def write_report(model_dir: Path, artifact: ModelArtifact, test: pd.DataFrame, scores: np.ndarray) -> Path:
+    out = model_dir / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    labels = test.TX_FRAUD.to_numpy()
+    review, block = artifact.thresholds["review"], artifact.thresholds["block"]
+    plots = []
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
+    PrecisionRecallDisplay.from_predictions(labels, scores, ax=left, name=artifact.version)
+    left.set_title("Precision-recall (test week)")
+    RocCurveDisplay.from_predictions(labels, scores, ax=right, name=artifact.version)
+    right.set_title("ROC (test week)")
+    plots.append(_save(fig, out / "curves.png"))
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    bins = np.linspace(0, 1, 51)
+    ax.hist(scores[labels == 0], bins=bins, alpha=0.6, label="legitimate", log=True)
+    ax.hist(scores[labels == 1], bins=bins, alpha=0.6, label="fraud", log=True)
+    for name, value in (("review", review), ("block", block)):
+        ax.axvline(value, linestyle="--", color="black")
+        ax.text(value, ax.get_ylim()[1], f" {name}", va="top")
+    ax.set(xlabel="fraud score", ylabel="transactions (log)", title="Score distribution by class (test week)")
+    ax.legend()
+    plots.append(_save(fig, out / "score_distribution.png"))
+
+    decisions = decide(scores, review, block)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
+    for ax, (name, flagged) in zip(axes, (("review or block", decisions != "approve"), ("block", decisions == "block"))):
+        ConfusionMatrixDisplay(confusion_matrix(labels, flagged.astype(int), labels=[0, 1]),
+                               display_labels=["legit", "fraud"]).plot(ax=ax, colorbar=False, values_format="d")
+        ax.set(title=f"Flagged = {name}", xlabel="decision", ylabel="label")
+    plots.append(_save(fig, out / "confusion_matrix.png"))
+
+    sample = test.sample(n=min(len(test), 20_000), random_state=0)
+    importance = permutation_importance(artifact.model, sample[artifact.features].to_numpy(dtype=float),
+                                        sample.TX_FRAUD.to_numpy(), scoring="average_precision", n_repeats=3,
+                                        random_state=0, n_jobs=1)
+    order = np.argsort(importance.importances_mean)
+    fig, ax = plt.subplots(figsize=(8, 0.3 * len(order) + 1.5))
+    ax.barh(np.array(artifact.features)[order], importance.importances_mean[order],
+            xerr=importance.importances_std[order])
+    ax.set(xlabel="drop in average precision when shuffled", title="Permutation feature importance (test week sample)")
+    plots.append(_save(fig, out / "feature_importance.png"))
+
+    metadata = artifact.metadata
+    metrics_rows = "\n".join(f"| {week} | {m['auc']:.3f} | {m['ap']:.3f} | {m['cp100']:.3f} |"
+                             for week, m in metadata["metrics"].items())
+    published_rows = "\n".join(f"| {name} | {auc:.3f} | {ap:.3f} | {cp:.3f} |"
+                               for name, (auc, ap, cp) in PUBLISHED.items())
+    window = metadata["training_window"]
+    flagged = decisions != "approve"
+    summary = f"""# Model `{artifact.version}`
+
+{metadata['recipe']['description']}
+
+Trained on {window['train_start'][:10]} .. {window['train_end'][:10]} (exclusive; {metadata['training_rows']:,}
+transactions, {metadata['training_frauds']:,} frauds), label delay {window['delay_days']} days, on
+{len(artifact.features)} features. Data sha256 `{metadata['data']['sha256'][:16]}…`.
+
+## Test weeks (handbook protocol: known-compromised cards removed, CP@100 per day)
+
+| test week start | AUC ROC | average precision | card precision top-100 |
+|---|---|---|---|
+{metrics_rows}
+
+Published handbook results on the 2018-08-08 week, for comparison:
+
+| model | AUC ROC | AP | CP@100 |
+|---|---|---|---|
+{published_rows}
+
+## Decisions at the shipped thresholds (test week)
+
+- review from score {review:.4f}: {metadata['thresholds']['review']['how']}
+- block from score {block:.4f}: {metadata['thresholds']['block']['how']}
+- flagged {int(flagged.sum()):,} of {len(scores):,} transactions, catching {int(labels[flagged].sum())} of
+  {int(labels.sum())} frauds; blocked {int((decisions == 'block').sum()):,}, of which
+  {int(labels[decisions == 'block'].sum())} fraud.
+
+""" + "\n".join(f"![{name}]({name})" for name in plots) + "\n"
+    (out / "report.md").write_text(summary)
+    return out

@@ -1,0 +1,1 @@
+"""pandas UDFs: model scoring inside Spark."""
