@@ -156,8 +156,8 @@ def add_customer_baseline_features(df: DataFrame) -> DataFrame:
     df = _with_event_micros(df).withColumns({
         "CUSTOMER_ID_AMOUNT_ZSCORE_30DAY": (F.col("TX_AMOUNT") - mean_30) / (std_30 + 1),
         "CUSTOMER_ID_BASELINE_AVG_AMOUNT": F.when(count_baseline > 0, baseline).otherwise(NO_BASELINE),
-        "CUSTOMER_ID_AMOUNT_RATIO_BASELINE": F.when((count_baseline > 0) & (baseline != 0), F.col("TX_AMOUNT") / baseline)
-                                              .otherwise(1.0),
+        "CUSTOMER_ID_AMOUNT_RATIO_BASELINE": F.when((count_baseline > 0) & (baseline != 0),
+                                                    F.col("TX_AMOUNT") / baseline).otherwise(1.0),
     }).withColumn("_HIGH", (F.col("CUSTOMER_ID_AMOUNT_RATIO_BASELINE") > HIGH_RATIO).cast("double"))
     count_14, high_14 = _window_count_sum(key, "_HIGH", recent_days * DAY_US)  # second pass, same partitioning
     return (df.withColumns({"CUSTOMER_ID_NB_HIGH_RATIO_14DAY": high_14,
@@ -167,7 +167,7 @@ def add_customer_baseline_features(df: DataFrame) -> DataFrame:
 
 def add_terminal_risk_features(df: DataFrame, windows_days: Sequence[int] = TERMINAL_WINDOWS_DAYS,
                                delay_days: int = 7) -> DataFrame:
-    """Per window w (days): TERMINAL_ID_NB_TX_{w}DAY_WINDOW, TERMINAL_ID_NB_FRAUD_{w}DAY_WINDOW, TERMINAL_ID_RISK_{w}DAY_WINDOW.
+    """Per window w (days): TERMINAL_ID_{NB_TX,NB_FRAUD,RISK}_{w}DAY_WINDOW.
 
     Count of the terminal's transactions in (t - delay - w days, t - delay], the
     number of them with TX_FRAUD = 1, and their share (0 when there are none). Labels arrive

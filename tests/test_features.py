@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from fraud.features import (EXTRA_FEATURES, HANDBOOK_FEATURES, MODEL_FEATURES, add_all_features,
-                            add_calendar_features, add_customer_spending_features, add_customer_velocity_features,
-                            add_terminal_risk_features, add_terminal_velocity_features)
+                            add_calendar_features, add_customer_baseline_features, add_customer_spending_features,
+                            add_customer_velocity_features, add_terminal_risk_features, add_terminal_velocity_features)
 from fraud.features_pandas import add_all_features_pandas
 
 with mock.patch.object(np, "NaN", np.nan, create=True):  # pyspark.testing imports pyspark.pandas, which (3.5) still uses np.NaN
@@ -61,37 +61,68 @@ CUSTOMER_VELOCITY = (
      (5, 0, 2, 4, 48),
      (6, -1, 1, 1, 100)],
 )
+
+
+def _zscore(amount, window):
+    """(amount - mean) / (population std + 1) of the amounts in the 30-day window, written out by hand."""
+    return (amount - np.mean(window)) / (np.std(window) + 1)
+
+
+CUSTOMER_BASELINE = (
+    [_tx(4, "2018-04-15 00:00:00", amount=50), _tx(1, "2018-04-01 00:00:00", amount=10),
+     _tx(2, "2018-04-02 00:00:00", amount=30), _tx(3, "2018-04-15 00:00:00", amount=40),
+     _tx(5, "2018-04-16 00:00:00", amount=60), _tx(6, "2018-05-31 00:00:00", amount=60),
+     _tx(7, "2018-04-01 00:00:00", customer=2, amount=0), _tx(8, "2018-04-20 00:00:00", customer=2, amount=5)],
+    ["CUSTOMER_ID_AMOUNT_ZSCORE_30DAY", "CUSTOMER_ID_BASELINE_AVG_AMOUNT", "CUSTOMER_ID_AMOUNT_RATIO_BASELINE",
+     "CUSTOMER_ID_NB_HIGH_RATIO_14DAY", "CUSTOMER_ID_SHARE_HIGH_RATIO_14DAY"],
+    [(1, 0, -1, 1, 0, 0),                 # one amount: std 0, z 0; empty baseline: sentinel -1, ratio 1
+     (2, 10 / 11, -1, 1, 0, 0),           # amounts 10, 30: mean 20, std 10
+     (3, _zscore(40, [10, 30, 40]), 10, 4, 1, 1 / 2),  # 14 days back is exactly tx 1: in the baseline; tx 4 unseen
+     (4, _zscore(50, [10, 30, 40, 50]), 10, 5, 2, 2 / 3),  # sees tx 3 at the same instant: 2 high of 3
+     (5, _zscore(60, [10, 30, 40, 50, 60]), 20, 3, 2, 2 / 3),  # tx 2 exactly 14 days back: in; ratio exactly 3: not high
+     (6, 0, 45, 60 / 45, 0, 0),           # 60 days back is exactly tx 1: out of the baseline
+     (7, 0, -1, 1, 0, 0),
+     (8, 2.5 / 3.5, 0, 1, 0, 0)],         # baseline mean 0: ratio 1
+)
 TERMINAL_RISK = (
     [_tx(1, "2018-04-01 00:00:00", fraud=1), _tx(2, "2018-04-01 00:00:00", terminal=2, fraud=1),
      _tx(3, "2018-04-01 12:00:00"), _tx(4, "2018-04-08 00:00:00"), _tx(5, "2018-04-08 00:00:00", terminal=2),
-     _tx(6, "2018-04-08 12:00:00", fraud=1), _tx(7, "2018-04-09 00:00:00"), _tx(8, "2018-04-16 12:00:00")],
-    [f"TERMINAL_ID_{kind}_{w}DAY_WINDOW" for w in (1, 7, 30) for kind in ("NB_TX", "RISK")],
-    [(1, 0, 0, 0, 0, 0, 0), (2, 0, 0, 0, 0, 0, 0), (3, 0, 0, 0, 0, 0, 0),  # nothing older than the delay: risk 0
-     (4, 1, 1, 1, 1, 1, 1),              # 7 days back is exactly tx 1: included
-     (5, 1, 1, 1, 1, 1, 1),
-     (6, 2, 0.5, 2, 0.5, 2, 0.5),
-     (7, 1, 0, 2, 0.5, 2, 0.5),          # 8 days back is exactly tx 1: out of the 1-day window
-     (8, 1, 0, 3, 1 / 3, 5, 0.4)],
+     _tx(6, "2018-04-08 12:00:00", fraud=1), _tx(7, "2018-04-09 00:00:00"), _tx(8, "2018-04-16 12:00:00"),
+     _tx(9, "2018-04-22 00:00:00")],
+    [f"TERMINAL_ID_{kind}_{w}DAY_WINDOW" for w in (1, 7, 14, 30) for kind in ("NB_TX", "RISK")]
+    + [f"TERMINAL_ID_NB_FRAUD_{w}DAY_WINDOW" for w in (1, 7, 30)],
+    [(1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), (2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0),  # nothing older than the delay: risk 0
+     (3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0),
+     (4, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1),           # 7 days back is exactly tx 1: included
+     (5, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1),
+     (6, 2, 0.5, 2, 0.5, 2, 0.5, 2, 0.5, 1, 1, 1),
+     (7, 1, 0, 2, 0.5, 2, 0.5, 2, 0.5, 0, 1, 1),     # 8 days back is exactly tx 1: out of the 1-day window
+     (8, 1, 0, 3, 1 / 3, 5, 0.4, 5, 0.4, 0, 1, 2),
+     (9, 0, 0, 2, 0.5, 4, 0.25, 5, 0.4, 0, 1, 2)],   # 21 days back is exactly tx 1: out of the 14-day window
 )
 TERMINAL_VELOCITY = (
     [_tx(2, "2018-04-01 10:00:00", customer=2), _tx(1, "2018-04-01 10:00:00", customer=1),
      _tx(3, "2018-04-01 10:59:59", customer=3), _tx(4, "2018-04-01 11:00:00", customer=4),
-     _tx(5, "2018-04-01 10:30:00", terminal=2)],
-    ["TERMINAL_ID_NB_TX_1HOUR_WINDOW"],
-    [(1, 1), (2, 2), (3, 3), (4, 2), (5, 1)],
+     _tx(5, "2018-04-01 10:30:00", terminal=2), _tx(7, "2018-04-02 10:00:00"), _tx(6, "2018-04-02 10:00:00")],
+    ["TERMINAL_ID_NB_TX_1HOUR_WINDOW", "TERMINAL_ID_NB_TX_1DAY_CURRENT"],
+    [(1, 1, 1), (2, 2, 2), (3, 3, 3), (4, 2, 4), (5, 1, 1),
+     (6, 1, 3),   # 1 day back is exactly tx 1 and 2: excluded; tx 7 at the same instant has a later id: unseen
+     (7, 2, 4)],
 )
 CASES = {"calendar": (CALENDAR, add_calendar_features),
          "customer_spending": (CUSTOMER_SPENDING, add_customer_spending_features),
          "customer_velocity": (CUSTOMER_VELOCITY, add_customer_velocity_features),
+         "customer_baseline": (CUSTOMER_BASELINE, add_customer_baseline_features),
          "terminal_risk": (TERMINAL_RISK, add_terminal_risk_features),
          "terminal_velocity": (TERMINAL_VELOCITY, add_terminal_velocity_features)}
 
 
-def _random_transactions(n: int = 3000, seed: int = 7) -> pd.DataFrame:
-    """Random rows over 40 days on a 5-minute grid (so windows often end exactly on a transaction),
-    with extra same-instant transactions of one customer; ids increase with time, row order is shuffled."""
+def _random_transactions(n: int = 4000, seed: int = 7, days: int = 75) -> pd.DataFrame:
+    """Random rows over 75 days (more than the 60-day baseline look-back) on a 5-minute grid (so windows often
+    end exactly on a transaction), with extra same-instant transactions of one customer; ids increase with time,
+    row order is shuffled."""
     rng = np.random.default_rng(seed)
-    slots = rng.integers(0, 40 * 24 * 12, n)
+    slots = rng.integers(0, days * 24 * 12, n)
     customers, terminals = rng.integers(0, 20, n), rng.integers(0, 30, n)
     twins = rng.choice(n, n // 20, replace=False)
     slots[twins], customers[twins] = slots[twins - 1], customers[twins - 1]
@@ -111,7 +142,7 @@ def test_model_features_are_the_handbook_ones_then_the_extras():
     assert HANDBOOK_FEATURES[2:4] == ["CUSTOMER_ID_NB_TX_1DAY_WINDOW", "CUSTOMER_ID_AVG_AMOUNT_1DAY_WINDOW"]
     assert HANDBOOK_FEATURES[-1] == "TERMINAL_ID_RISK_30DAY_WINDOW" and len(HANDBOOK_FEATURES) == 14
     assert MODEL_FEATURES == ["TX_AMOUNT", *HANDBOOK_FEATURES, *EXTRA_FEATURES]  # the handbook's 15 model inputs first
-    assert len(set(MODEL_FEATURES)) == len(MODEL_FEATURES) == 23
+    assert len(set(MODEL_FEATURES)) == len(MODEL_FEATURES) == 34
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -158,6 +189,9 @@ def test_spark_and_pandas_agree_on_random_rows(spark):
     terminal_ties = pdf.duplicated(["TERMINAL_ID", "TX_DATETIME"], keep=False).sum()
     assert customer_ties > 100 and terminal_ties > 10  # the tie rule is exercised
     expected = add_all_features_pandas(pdf).sort_values("TRANSACTION_ID").reset_index(drop=True)
+    assert (expected["CUSTOMER_ID_BASELINE_AVG_AMOUNT"] > 0).mean() > 0.5  # the baseline features are exercised
+    assert (expected["CUSTOMER_ID_NB_HIGH_RATIO_14DAY"] > 0).sum() > 50
+    assert (expected["TERMINAL_ID_NB_FRAUD_30DAY_WINDOW"] > 0).sum() > 100
     actual = (add_all_features(spark.createDataFrame(pdf, SCHEMA)).toPandas()
               .sort_values("TRANSACTION_ID").reset_index(drop=True))
     assert list(actual.columns) == list(expected.columns) == [*COLUMNS, *MODEL_FEATURES[1:]]
