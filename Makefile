@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 MVN    := mvn -q -B
 JAR_GROUPS := spark kafka elasticsearch
 
-.PHONY: help setup jars run test stack-up stack-down stack-status data clean
+.PHONY: help setup jars run test bench stack-up stack-down stack-status data clean
 .DEFAULT_GOAL := help
 
 help:  ## list the targets
@@ -46,6 +46,9 @@ run: stack-up  ## the main job on the embedded local default
 
 test: setup  ## the whole test suite (starts its own stack on test ports)
 	$(BIN)/python -m pytest
+
+bench: setup  ## benchmarks (not tests): tables and JSON in bench-results/
+	$(BIN)/python bench/backfill.py
 
 data: $(VENV)/.installed  ## download the handbook dataset (needs internet; CI uses ../shared)
 	$(BIN)/fraud data

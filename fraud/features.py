@@ -34,6 +34,11 @@ BASELINE_DAYS = (14, 60)  # baseline window (t - 60 days, t - 14 days]: older th
 HIGH_RATIO = 3.0  # an amount over 3 times the baseline mean is "high"
 TERMINAL_WINDOWS_DAYS = (1, 7, 14, 30)
 
+
+def lookback_days(delay_days: int = 7) -> int:
+    """How far back a transaction's features reach: history a backfill or a stream's state must hold."""
+    return max(BASELINE_DAYS[1], 30, max(TERMINAL_WINDOWS_DAYS) + delay_days)
+
 HANDBOOK_FEATURES = [
     "TX_DURING_WEEKEND", "TX_DURING_NIGHT",
     *(f"CUSTOMER_ID_{kind}_{w}DAY_WINDOW" for w in (1, 7, 30) for kind in ("NB_TX", "AVG_AMOUNT")),

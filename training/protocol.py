@@ -36,11 +36,6 @@ class Split:
     def test_end(self) -> datetime:  # exclusive
         return self.test_start + timedelta(days=self.test_days)
 
-    @property
-    def history_start(self) -> datetime:
-        """First instant whose transactions the features of the training window can depend on."""
-        return self.train_start - timedelta(days=30 + self.delay_days)
-
     def describe(self) -> dict[str, str | int]:
         return {"train_start": self.train_start.isoformat(), "train_end": self.train_end.isoformat(),
                 "test_start": self.test_start.isoformat(), "test_end": self.test_end.isoformat(),
@@ -55,11 +50,11 @@ def parse_day(text: str | date | datetime) -> datetime:
     return datetime.fromisoformat(text)
 
 
-def training_rows(df: pd.DataFrame, split: Split) -> pd.DataFrame:
+def training_set(df: pd.DataFrame, split: Split) -> pd.DataFrame:
     return df[(df.TX_DATETIME >= split.train_start) & (df.TX_DATETIME < split.train_end)]
 
 
-def test_rows(df: pd.DataFrame, split: Split) -> pd.DataFrame:
+def handbook_test_set(df: pd.DataFrame, split: Split) -> pd.DataFrame:
     """The handbook test set: test days minus the cards known compromised as of each day."""
     day = pd.Timedelta(days=1)
     reference_train_start = split.train_end - timedelta(days=HANDBOOK_TRAIN_DAYS)

@@ -20,7 +20,7 @@ from pyspark.sql import functions as F
 from sklearn.base import ClassifierMixin, clone
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 
-from fraud.features import HANDBOOK_FEATURES, MODEL_FEATURES, add_all_features
+from fraud.features import HANDBOOK_FEATURES, MODEL_FEATURES, add_all_features, lookback_days
 from fraud.io import read_transactions
 from training.artifacts import ModelArtifact, fingerprint, library_versions, load_model, save_model
 from training.metrics import quality
@@ -61,10 +61,11 @@ def feature_frame(spark: SparkSession, data: str | Path, split: Split, columns: 
                   until: datetime | None = None) -> pd.DataFrame:
     """Features of every transaction from the training start to the test end (or ``until``), as pandas."""
     end = max(split.test_end, until or split.test_end)
+    start = min(split.train_start, split.train_end - pd.Timedelta(days=7))  # the test set looks 7 days back
     history = read_transactions(spark, data).where(
-        (F.col("TX_DATETIME") >= split.history_start) & (F.col("TX_DATETIME") < end))
+        (F.col("TX_DATETIME") >= start - pd.Timedelta(days=lookback_days(split.delay_days)))
+        & (F.col("TX_DATETIME") < end))
     features = add_all_features(history, delay_days=split.delay_days)
-    start = min(split.train_start, split.train_end - pd.Timedelta(days=7))  # handbook_test_set looks 7 days back
     keep = ["TRANSACTION_ID", "TX_DATETIME", "CUSTOMER_ID", "TX_FRAUD", *columns]
     frame = features.where(F.col("TX_DATETIME") >= start).select(*dict.fromkeys(keep)).toPandas()
     if frame.empty:

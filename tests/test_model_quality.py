@@ -1,0 +1,44 @@
+"""Model quality on the handbook protocol, through the product's own Spark features."""
+from __future__ import annotations
+
+from datetime import datetime
+
+import pytest
+
+from fraud.config import PROJECT_ROOT
+from training.artifacts import load_model
+from training.protocol import Split
+from training.train import evaluate, handbook_baseline, train
+
+DEFAULT_MODEL = PROJECT_ROOT / "models" / "default"
+TEST_WEEK = datetime(2018, 8, 8)
+PUBLISHED_BASELINE = {"auc": 0.867, "ap": 0.658, "cp100": 0.287}  # default random forest, handbook
+TARGETS = {"auc": 0.88, "ap": 0.72, "cp100": 0.31}  # above every published handbook result
+
+
+@pytest.fixture(scope="module")
+def shipped_metrics(spark, data_dir):
+    return evaluate(spark, DEFAULT_MODEL, data_dir / "transactions.parquet", Split(TEST_WEEK, 7))
+
+
+def test_default_random_forest_reproduces_the_published_baseline(spark, data_dir):
+    metrics, _ = train(spark, data_dir / "transactions.parquet", Split(TEST_WEEK, 7), handbook_baseline())
+    for name, published in PUBLISHED_BASELINE.items():
+        assert metrics[name] == pytest.approx(published, abs=0.01), (name, metrics)
+
+
+def test_shipped_model_reproduces_its_recorded_metrics(shipped_metrics):
+    recorded = load_model(DEFAULT_MODEL).metadata["metrics"][TEST_WEEK.date().isoformat()]
+    assert shipped_metrics == pytest.approx(recorded, abs=1e-4)
+
+
+@pytest.mark.parametrize("metric", ["auc", "ap"])
+def test_shipped_model_beats_the_published_results(shipped_metrics, metric):
+    assert shipped_metrics[metric] >= TARGETS[metric], shipped_metrics
+
+
+@pytest.mark.xfail(strict=True, reason="target missed: CP@100 measured 0.2986 on 2018-08-08 (target 0.31, best "
+                                       "published 0.305); most missed fraud cards are first-week compromised "
+                                       "terminals whose labels are not known yet")
+def test_shipped_model_beats_the_published_card_precision(shipped_metrics):
+    assert shipped_metrics["cp100"] >= TARGETS["cp100"], shipped_metrics
