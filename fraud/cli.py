@@ -119,6 +119,15 @@ def _backfill(args, settings) -> int:
     return 0
 
 
+def _produce(args, settings) -> int:
+    from fraud.producer import Pace, load_history, replay
+
+    history = load_history(_dataset_or(args.input, settings), args.start, args.limit)
+    summary = replay(settings, history, Pace(rate=args.rate, speedup=args.speedup), args.delay_days)
+    print(json.dumps(summary))
+    return 0
+
+
 def _data(args, settings) -> int:
     from fraud.data import TRANSACTIONS, fetch_dataset
     target = Path(args.target) if args.target else (settings.data_dir or Path("data/fdh"))
@@ -195,6 +204,18 @@ def build_parser() -> argparse.ArgumentParser:
                           help="comma-separated subset of delta,mysql,elasticsearch,kafka (default: all)")
     backfill.add_argument("--delay-days", type=int, default=7, help="label delay for terminal risk (default 7)")
     backfill.set_defaults(func=_backfill)
+
+    produce = sub.add_parser("produce", help="replay transactions to Kafka in event-time order, labels after the delay",
+                             description="Sends transactions to transactions.raw (JSON keyed by customer) and each "
+                                         "label to transactions.labels once event time + the delay has passed.")
+    produce.add_argument("--input", help="Parquet or CSV history (default: the configured data_dir's dataset)")
+    pace = produce.add_mutually_exclusive_group(required=True)
+    pace.add_argument("--rate", type=float, help="events per second (wall clock)")
+    pace.add_argument("--speedup", type=float, help="event time runs this many times faster than real time")
+    produce.add_argument("--limit", type=int, help="send at most N transactions")
+    produce.add_argument("--start", help="first event time to send (e.g. 2018-08-01)")
+    produce.add_argument("--delay-days", type=int, default=7, help="label delay (default 7)")
+    produce.set_defaults(func=_produce)
 
     data = sub.add_parser("data", help="download the published handbook dataset (needs internet access)")
     data.add_argument("--target", help="folder to write to (default: the configured data_dir)")

@@ -1,0 +1,67 @@
+"""``fraud produce`` against the real Kafka: order, keys, contract, and labels only once known."""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+
+from fraud.producer import Pace, load_history, replay
+from fraud.roundtrip import end_offsets
+
+pytestmark = pytest.mark.services
+
+
+def _consume(settings, topic, start):
+    end = end_offsets(settings, topic)
+    consumer = Consumer({"bootstrap.servers": settings.kafka.bootstrap_servers, "group.id": "producer-test",
+                         "enable.auto.commit": False})
+    consumer.assign([TopicPartition(topic, p, start[p]) for p in end])
+    messages, remaining = [], sum(end[p] - start[p] for p in end)
+    while remaining:
+        message = consumer.poll(10)
+        assert message is not None and message.error() is None
+        messages.append(message)
+        remaining -= 1
+    consumer.close()
+    return messages
+
+
+def test_pace_is_a_rate_or_a_speedup():
+    assert Pace(rate=100).due(50, 9999.0) == pytest.approx(0.5)
+    assert Pace(speedup=3600).due(50, 7200.0) == pytest.approx(2.0)
+    with pytest.raises(ValueError):
+        Pace(rate=10, speedup=2)
+
+
+def test_replay_sends_every_transaction_in_order_and_labels_after_the_delay(stack, data_dir, tmp_path):
+    full = pd.read_parquet(data_dir / "transactions.parquet")
+    sample = full[full.TX_DATETIME < "2018-04-11"].groupby(full.TX_DATETIME.dt.date).head(150)
+    path = tmp_path / "sample.parquet"
+    sample.sample(frac=1, random_state=0).to_parquet(path, index=False)  # shuffled on disk
+    history = load_history(path)
+    topics = stack.kafka.topics
+    raw_start, labels_start = end_offsets(stack, topics.raw), end_offsets(stack, topics.labels)
+
+    summary = replay(stack, history, Pace(rate=20_000), delay_days=7, progress=False)
+
+    last_event = history.TX_DATETIME.max()
+    known = history[history.TX_DATETIME + pd.Timedelta(days=7) <= last_event]
+    assert summary["transactions"] == len(history) == 1500
+    assert summary["labels"] == len(known) and summary["labels_not_yet_known"] == len(history) - len(known)
+    assert 0 < len(known) < len(history)
+
+    sent = _consume(stack, topics.raw, raw_start)
+    values = [json.loads(m.value()) for m in sent]
+    assert sorted(v["transaction_id"] for v in values) == sorted(history.TRANSACTION_ID)
+    assert all(m.key().decode() == str(v["customer_id"]) for m, v in zip(sent, values))
+    assert set(values[0]) == {"transaction_id", "tx_datetime", "customer_id", "terminal_id", "tx_amount"}
+    for partition in {m.partition() for m in sent}:  # event-time order within each partition
+        times = [v["tx_datetime"] for m, v in zip(sent, values) if m.partition() == partition]
+        assert times == sorted(times)
+
+    labels = [json.loads(m.value()) for m in _consume(stack, topics.labels, labels_start)]
+    assert sorted(label["transaction_id"] for label in labels) == sorted(known.TRANSACTION_ID)
+    frauds = dict(zip(history.TRANSACTION_ID, history.TX_FRAUD))
+    assert all(label["tx_fraud"] == frauds[label["transaction_id"]] for label in labels)
