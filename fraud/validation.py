@@ -1,0 +1,69 @@
+"""Parse and validate Kafka transaction records; a record that does not fit gets a reason.
+
+``validate_transactions`` is a transform over the Kafka source's columns: every
+record comes out once, with the parsed fields and ``reason`` (null when the
+record is valid), so the caller splits valid rows from dead letters without
+losing any. The first failing check names the reason.
+"""
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql.types import DataType, DoubleType, LongType, StringType, StructField, StructType
+
+MAX_PAYLOAD_BYTES = 10_000
+MAX_CLOCK_SKEW = "1 day"  # an event time further ahead of its Kafka timestamp than this is refused
+NUMERIC_FIELDS: dict[str, DataType] = {"transaction_id": LongType(), "customer_id": LongType(),
+                                       "terminal_id": LongType(), "tx_amount": DoubleType()}
+FIELDS = ["transaction_id", "tx_datetime", "customer_id", "terminal_id", "tx_amount"]
+_CORRUPT = "_corrupt_record"
+# every field as text (what was sent), and the numeric fields as the contract's types
+_AS_TEXT = StructType([StructField(name, StringType()) for name in FIELDS] + [StructField(_CORRUPT, StringType())])
+_AS_TYPED = StructType([StructField(name, kind) for name, kind in NUMERIC_FIELDS.items()])
+
+
+def _first_failure(checks: list[tuple[Column, Column | str]]) -> Column:
+    reason = F.lit(None).cast("string")
+    for failed, message in reversed(checks):
+        reason = F.when(failed, message if isinstance(message, Column) else F.lit(message)).otherwise(reason)
+    return reason
+
+
+def validate_transactions(records: DataFrame) -> DataFrame:
+    """Kafka records (value, topic, partition, offset, timestamp) -> parsed fields, payload, reason."""
+    payload = F.decode("value", "UTF-8")  # invalid bytes become U+FFFD (a plain cast would keep them)
+    text = F.from_json(payload, _AS_TEXT, {"columnNameOfCorruptRecord": _CORRUPT})
+    typed = F.from_json(payload, _AS_TYPED)
+    parsed = records.select(
+        payload.alias("payload"), F.length("value").alias("_bytes"), text.alias("_text"), typed.alias("_typed"),
+        F.col("topic").alias("kafka_topic"), F.col("partition").alias("kafka_partition"),
+        F.col("offset").alias("kafka_offset"), F.col("timestamp").alias("kafka_timestamp"))
+    event_time = F.to_timestamp("_text.tx_datetime")
+    checks: list[tuple[Column, Column | str]] = [
+        (F.coalesce("_bytes", F.lit(0)) == 0, "empty payload"),
+        (F.col("_bytes") > MAX_PAYLOAD_BYTES,
+         F.format_string(f"payload of %d bytes exceeds {MAX_PAYLOAD_BYTES}", F.col("_bytes"))),
+        (F.col("payload").contains("\ufffd"), "payload is not valid UTF-8"),
+        (F.col("_text").isNull() | ~F.ltrim("payload").startswith("{"), "payload is not a JSON object"),
+        (F.col(f"_text.{_CORRUPT}").isNotNull(), "malformed JSON"),
+    ]
+    for name in FIELDS:
+        checks.append((F.col(f"_text.{name}").isNull(), f"missing {name}"))
+        if name in NUMERIC_FIELDS:
+            kind = "an integer" if isinstance(NUMERIC_FIELDS[name], LongType) else "a number"
+            checks.append((F.col(f"_typed.{name}").isNull(), f"{name} is not {kind}"))
+    checks += [
+        (F.isnan("_typed.tx_amount") | F.col("_typed.tx_amount").isin(float("inf"), float("-inf")),
+         "tx_amount is not finite"),
+        (F.col("_typed.tx_amount") < 0, "tx_amount is negative"),
+        *((F.col(f"_typed.{name}") < 0, f"{name} is negative") for name in ("transaction_id", "customer_id",
+                                                                           "terminal_id")),
+        (event_time.isNull(), "tx_datetime is not an ISO-8601 timestamp"),
+        (event_time > F.col("kafka_timestamp") + F.expr(f"INTERVAL {MAX_CLOCK_SKEW}"),
+         f"tx_datetime is more than {MAX_CLOCK_SKEW} ahead of its Kafka timestamp"),
+    ]
+    return parsed.select(
+        F.col("_typed.transaction_id").alias("transaction_id"), event_time.alias("tx_datetime"),
+        *(F.col(f"_typed.{name}").alias(name) for name in ("customer_id", "terminal_id", "tx_amount")),
+        "payload", "kafka_topic", "kafka_partition", "kafka_offset", "kafka_timestamp",
+        _first_failure(checks).alias("reason"))
