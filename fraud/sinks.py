@@ -11,6 +11,7 @@ import re
 import time
 
 from delta.tables import DeltaTable
+from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
@@ -79,13 +80,17 @@ def write_to_kafka(df: DataFrame, settings: Settings, topic: str) -> None:
 SINKS = ("delta", "mysql", "elasticsearch", "kafka")
 
 
-def write_to_sinks(rows: DataFrame, settings: Settings, sinks: tuple[str, ...], stage_tag: str) -> None:
-    """Write scored rows (fraud.schemas.SCORED_ROW) to each named sink, deduplicated by transaction id."""
+def write_to_sinks(rows: DataFrame, settings: Settings, sinks: tuple[str, ...], stage_tag: str) -> dict[str, int]:
+    """Write scored rows (fraud.schemas.SCORED_ROW) to each named sink, deduplicated by transaction id.
+
+    The rows are computed once (cached) for all sinks; returns how many got each decision.
+    """
     unknown = set(sinks) - set(SINKS)
     if unknown:
         raise ValueError(f"unknown sink(s) {sorted(unknown)}; choose from {SINKS}")
-    rows = rows.dropDuplicates([KEY]).persist()
+    rows = rows.dropDuplicates([KEY]).persist(StorageLevel.MEMORY_AND_DISK)
     try:
+        decisions = {r["decision"]: r["count"] for r in rows.groupBy("decision").count().collect()}
         writers = {"delta": lambda: write_to_delta(rows, settings.scored_table),
                    "mysql": lambda: write_to_mysql(rows, settings, "scored_transactions", stage_tag),
                    "elasticsearch": lambda: write_to_elasticsearch(rows, settings),
@@ -93,6 +98,7 @@ def write_to_sinks(rows: DataFrame, settings: Settings, sinks: tuple[str, ...], 
         for sink in sinks:
             started = time.monotonic()
             writers[sink]()
-            log.info("%s: written in %.1fs", sink, time.monotonic() - started)
+            log.info("%s: %d rows written in %.1fs", sink, sum(decisions.values()), time.monotonic() - started)
     finally:
         rows.unpersist()
+    return decisions
