@@ -122,8 +122,13 @@ def _backfill(args, settings) -> int:
 def _produce(args, settings) -> int:
     from fraud.producer import Pace, load_history, replay
 
-    history = load_history(_dataset_or(args.input, settings), args.start, args.limit)
-    summary = replay(settings, history, Pace(rate=args.rate, speedup=args.speedup), args.delay_days)
+    if args.simulate:
+        from fraud.simulator import Simulator
+        history = Simulator(args.customers, args.terminals, seed=args.seed).transactions()
+    else:
+        history = load_history(_dataset_or(args.input, settings), args.start)
+    summary = replay(settings, history, Pace(rate=args.rate, speedup=args.speedup), args.delay_days,
+                     limit=args.limit)
     print(json.dumps(summary))
     return 0
 
@@ -208,7 +213,14 @@ def build_parser() -> argparse.ArgumentParser:
     produce = sub.add_parser("produce", help="replay transactions to Kafka in event-time order, labels after the delay",
                              description="Sends transactions to transactions.raw (JSON keyed by customer) and each "
                                          "label to transactions.labels once event time + the delay has passed.")
-    produce.add_argument("--input", help="Parquet or CSV history (default: the configured data_dir's dataset)")
+    source = produce.add_mutually_exclusive_group()
+    source.add_argument("--input", help="Parquet or CSV history (default: the configured data_dir's dataset)")
+    source.add_argument("--simulate", action="store_true",
+                        help="an endless generated stream: the handbook's fraud scenarios plus card testing and "
+                             "account takeover")
+    produce.add_argument("--customers", type=int, default=5000, help="with --simulate (default 5000)")
+    produce.add_argument("--terminals", type=int, default=10000, help="with --simulate (default 10000)")
+    produce.add_argument("--seed", type=int, default=0, help="with --simulate (default 0)")
     pace = produce.add_mutually_exclusive_group(required=True)
     pace.add_argument("--rate", type=float, help="events per second (wall clock)")
     pace.add_argument("--speedup", type=float, help="event time runs this many times faster than real time")

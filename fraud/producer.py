@@ -1,4 +1,4 @@
-"""``fraud produce``: replay a transaction history to Kafka in event-time order.
+"""``fraud produce``: replay a transaction history (or the simulator's stream) to Kafka in event-time order.
 
 Transactions go to ``transactions.raw`` as JSON keyed by customer (the message
 contract: transaction_id, tx_datetime ISO-8601, customer_id, terminal_id,
@@ -9,11 +9,13 @@ when the replay ends are not sent.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable
 
 import pandas as pd
 from confluent_kafka import Producer
@@ -41,15 +43,14 @@ class Pace:
         return index / self.rate if self.rate else event_seconds / self.speedup
 
 
-def load_history(path: str | Path, start: str | None = None, limit: int | None = None) -> pd.DataFrame:
-    """Transactions in event-time order (ties by id), from ``start`` on, at most ``limit``."""
+def load_history(path: str | Path, start: str | None = None) -> pd.DataFrame:
+    """Transactions in event-time order (ties by id), from ``start`` on."""
     source = Path(path)
     frame = pd.read_csv(source, parse_dates=["TX_DATETIME"]) if source.suffix == ".csv" else pd.read_parquet(source)
     frame = frame[[c for c in COLUMNS if c in frame.columns]]
     if start:
         frame = frame[frame.TX_DATETIME >= pd.Timestamp(start)]
-    frame = frame.sort_values(["TX_DATETIME", "TRANSACTION_ID"], kind="stable")
-    return frame.head(limit) if limit else frame
+    return frame.sort_values(["TX_DATETIME", "TRANSACTION_ID"], kind="stable")
 
 
 def transaction_message(row) -> bytes:
@@ -64,36 +65,47 @@ def label_message(row) -> bytes:
                        "tx_fraud": int(row.TX_FRAUD)}).encode()
 
 
-def replay(settings: Settings, history: pd.DataFrame, pace: Pace, delay_days: int = 7,
-           progress: bool = True) -> dict[str, object]:
-    """Send ``history`` (from load_history) at ``pace``; returns a summary."""
+def replay(settings: Settings, history: pd.DataFrame | Iterable, pace: Pace, delay_days: int = 7,
+           progress: bool = True, limit: int | None = None) -> dict[str, object]:
+    """Send ``history`` at ``pace``; returns a summary.
+
+    ``history`` is a frame from load_history, or any iterable of rows with the same
+    fields in event-time order (the simulator's endless stream), cut at ``limit``.
+    Ctrl-C stops the replay cleanly: what was sent is flushed and summarised.
+    """
+    if isinstance(history, pd.DataFrame):
+        history = history.itertuples(index=False)
+    rows = itertools.islice(history, limit)
     topics = settings.kafka.topics
     producer = Producer({"bootstrap.servers": settings.kafka.bootstrap_servers, "enable.idempotence": True,
                          "linger.ms": 5, "compression.type": "lz4"})
     delay = pd.Timedelta(days=delay_days)
-    has_labels = "TX_FRAUD" in history.columns
     pending: deque = deque()  # labels in event-time order, waiting for event time + delay
-    first_event = history.TX_DATETIME.iloc[0] if len(history) else None
+    first_event = last_event = None
     sent = labels = 0
     began = time.monotonic()
-    with tqdm(total=len(history), unit="tx", desc="replaying", disable=not progress) as bar:
-        for index, row in enumerate(history.itertuples(index=False)):
-            wait = began + pace.due(index, (row.TX_DATETIME - first_event).total_seconds()) - time.monotonic()
-            if wait > 0:
-                time.sleep(wait)
-            while pending and pending[0].TX_DATETIME + delay <= row.TX_DATETIME:
-                label = pending.popleft()
-                producer.produce(topics.labels, key=str(label.TERMINAL_ID), value=label_message(label))
-                labels += 1
-            producer.produce(topics.raw, key=str(row.CUSTOMER_ID), value=transaction_message(row))
-            producer.poll(0)
-            sent += 1
-            if has_labels:
-                pending.append(row)
-            bar.update()
+    with tqdm(total=limit, unit="tx", desc="replaying", disable=not progress) as bar:
+        try:
+            for index, row in enumerate(rows):
+                first_event = first_event or row.TX_DATETIME
+                wait = began + pace.due(index, (row.TX_DATETIME - first_event).total_seconds()) - time.monotonic()
+                if wait > 0:
+                    time.sleep(wait)
+                while pending and pending[0].TX_DATETIME + delay <= row.TX_DATETIME:
+                    label = pending.popleft()
+                    producer.produce(topics.labels, key=str(label.TERMINAL_ID), value=label_message(label))
+                    labels += 1
+                producer.produce(topics.raw, key=str(row.CUSTOMER_ID), value=transaction_message(row))
+                producer.poll(0)
+                sent, last_event = sent + 1, row.TX_DATETIME
+                if pd.notna(getattr(row, "TX_FRAUD", None)):  # a label to send once it is known
+                    pending.append(row)
+                bar.update()
+        except KeyboardInterrupt:
+            pass
     if producer.flush(60) != 0:
         raise RuntimeError("Kafka did not acknowledge every message within 60 s")
     seconds = time.monotonic() - began
     return {"transactions": sent, "labels": labels, "labels_not_yet_known": len(pending),
             "seconds": round(seconds, 2), "events_per_s": round(sent / seconds) if seconds else None,
-            "first_event": str(first_event), "last_event": str(history.TX_DATETIME.iloc[-1]) if sent else None}
+            "first_event": str(first_event), "last_event": str(last_event)}

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 
 import pandas as pd
 import pytest
@@ -9,6 +10,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from fraud.producer import Pace, load_history, replay
 from fraud.roundtrip import end_offsets
+from fraud.simulator import SCENARIOS, Simulator
 
 pytestmark = pytest.mark.services
 
@@ -65,3 +67,33 @@ def test_replay_sends_every_transaction_in_order_and_labels_after_the_delay(stac
     assert sorted(label["transaction_id"] for label in labels) == sorted(known.TRANSACTION_ID)
     frauds = dict(zip(history.TRANSACTION_ID, history.TX_FRAUD))
     assert all(label["tx_fraud"] == frauds[label["transaction_id"]] for label in labels)
+
+
+def test_simulator_is_deterministic_ordered_and_has_every_scenario():
+    def month(seed):
+        rows = []
+        for row in Simulator(customers=300, terminals=600, seed=seed).transactions():
+            if row.TX_DATETIME >= datetime(2026, 1, 31):
+                return rows
+            rows.append(row)
+
+    rows = month(seed=3)
+    assert rows == month(seed=3) and rows != month(seed=4)
+    assert [r.TRANSACTION_ID for r in rows] == list(range(len(rows)))
+    assert all(a.TX_DATETIME <= b.TX_DATETIME for a, b in zip(rows, rows[1:]))
+    assert {r.TX_FRAUD_SCENARIO for r in rows} == set(SCENARIOS)
+    assert all(r.TX_FRAUD == (r.TX_FRAUD_SCENARIO > 0) and r.TX_AMOUNT >= 0 for r in rows)
+    assert all(r.TX_AMOUNT > 220 for r in rows if r.TX_FRAUD_SCENARIO == 1)
+    assert all(r.TX_AMOUNT <= 3.0 for r in rows if r.TX_FRAUD_SCENARIO == 4)
+
+
+def test_simulated_stream_goes_to_kafka_with_the_message_contract(stack):
+    topics = stack.kafka.topics
+    raw_start = end_offsets(stack, topics.raw)
+    stream = Simulator(customers=200, terminals=400, seed=1).transactions()  # endless
+    summary = replay(stack, stream, Pace(rate=50_000), progress=False, limit=2000)
+    assert summary["transactions"] == 2000
+    values = [json.loads(m.value()) for m in _consume(stack, topics.raw, raw_start)]
+    assert len(values) == 2000
+    assert all(set(v) == {"transaction_id", "tx_datetime", "customer_id", "terminal_id", "tx_amount"}
+               for v in values)
