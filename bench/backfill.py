@@ -40,15 +40,18 @@ def run_pandas(source: Path, target: Path) -> tuple[float, int]:
     return time.perf_counter() - began, len(scored)
 
 
-def run_spark(source: Path, work: Path) -> tuple[float, float, int]:
+def run_spark(source: Path, work: Path) -> tuple[float, float, float, int]:
+    """Seconds for the first backfill (creates the table), session start, and a rerun (MERGE), rows."""
     began = time.perf_counter()
     settings = dataclasses.replace(load_settings(), delta_dir=work)
     spark = build_spark_session(settings, "bench-backfill")
     started = time.perf_counter()
     report = backfill(spark, settings, source, MODEL, ("delta",))
-    done = time.perf_counter()
+    first = time.perf_counter()
+    backfill(spark, settings, source, MODEL, ("delta",))
+    rerun = time.perf_counter() - first
     spark.stop()
-    return done - started, started - began, report["rows"]
+    return first - started, started - began, rerun, report["rows"]
 
 
 def main() -> int:
@@ -57,13 +60,14 @@ def main() -> int:
     work = OUT / "work"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir()
-    spark_seconds, session_seconds, spark_rows = run_spark(source, work / "delta")
+    spark_seconds, session_seconds, rerun_seconds, spark_rows = run_spark(source, work / "delta")
     pandas_seconds, pandas_rows = run_pandas(source, work / "pandas.parquet")
     shutil.rmtree(work)
     result = {
         "rows": spark_rows, "pandas_rows": pandas_rows,
         "spark_seconds": round(spark_seconds, 1), "spark_session_start_seconds": round(session_seconds, 1),
-        "spark_tx_per_s": round(spark_rows / spark_seconds), "pandas_seconds": round(pandas_seconds, 1),
+        "spark_tx_per_s": round(spark_rows / spark_seconds), "spark_rerun_merge_seconds": round(rerun_seconds, 1),
+        "pandas_seconds": round(pandas_seconds, 1),
         "pandas_tx_per_s": round(pandas_rows / pandas_seconds),
         "spark_speedup_over_pandas": round(pandas_seconds / spark_seconds, 2),
         "target_speedup": 2.0, "cores": 2,
@@ -71,8 +75,10 @@ def main() -> int:
     table = "\n".join([
         "| backfill of the full dataset | rows | seconds | transactions/s |",
         "|---|---|---|---|",
-        f"| Spark local[2]: features + scoring + Delta MERGE | {spark_rows:,} | {spark_seconds:.1f} "
+        f"| Spark local[2]: features + scoring + Delta (new table) | {spark_rows:,} | {spark_seconds:.1f} "
         f"(+{session_seconds:.1f} session start) | {result['spark_tx_per_s']:,} |",
+        f"| Spark local[2]: the same rerun, Delta MERGE into the table | {spark_rows:,} | {rerun_seconds:.1f} | "
+        f"{round(spark_rows / rerun_seconds):,} |",
         f"| pandas, one process: same features + scoring + Parquet | {pandas_rows:,} | {pandas_seconds:.1f} | "
         f"{result['pandas_tx_per_s']:,} |",
         f"| Spark / pandas speed ratio (target >= 2) | | {result['spark_speedup_over_pandas']} | |",

@@ -61,9 +61,16 @@ def write_to_elasticsearch(df: DataFrame, settings: Settings) -> None:
 
 
 def write_to_delta(df: DataFrame, path: str) -> None:
-    """MERGE ``df`` into the Delta table at ``path`` on transaction id (created on first use)."""
+    """MERGE ``df`` into the Delta table at ``path`` on transaction id.
+
+    The first write creates the table with the rows (a plain write, much cheaper
+    than a MERGE into nothing); it fails if another writer created the table
+    meanwhile, so a retry MERGEs instead of duplicating.
+    """
     spark = df.sparkSession
-    DeltaTable.createIfNotExists(spark).location(path).addColumns(df.schema).execute()
+    if not DeltaTable.isDeltaTable(spark, path):
+        df.write.format("delta").mode("errorifexists").save(path)
+        return
     (DeltaTable.forPath(spark, path).alias("t")
         .merge(df.alias("s"), f"t.{KEY} = s.{KEY}")
         .whenMatchedUpdateAll().whenNotMatchedInsertAll().execute())
