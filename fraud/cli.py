@@ -13,9 +13,6 @@ from pathlib import Path
 
 from fraud.config import ConfigError, load_settings
 
-log = logging.getLogger("fraud")
-
-
 def _stack(args, settings) -> int:
     from fraud.stack.manager import format_status, stack_down, stack_status, stack_up
     if args.action == "up":
@@ -35,13 +32,10 @@ def _init(args, settings) -> int:
 
 def _roundtrip(args, settings) -> int:
     from fraud.roundtrip import smoke_roundtrip
-    from fraud.spark import build_spark_session
+    from fraud.spark import spark_session
 
-    spark = build_spark_session(settings, "fraud-roundtrip")
-    try:
+    with spark_session(settings, "fraud-roundtrip") as spark:
         report = smoke_roundtrip(spark, settings, args.events)
-    finally:
-        spark.stop()
     print(json.dumps(report))
     return 0 if {report["mysql"], report["elasticsearch"], report["delta"]} == {report["produced"]} else 1
 
@@ -49,15 +43,12 @@ def _roundtrip(args, settings) -> int:
 def _features(args, settings) -> int:
     from fraud.features import add_all_features
     from fraud.io import read_transactions
-    from fraud.spark import build_spark_session
+    from fraud.spark import spark_session
 
-    spark = build_spark_session(settings, "fraud-features")
-    try:
+    with spark_session(settings, "fraud-features") as spark:
         transactions = read_transactions(spark, args.input)
         add_all_features(transactions, delay_days=args.delay_days).write.mode("overwrite").parquet(args.output)
         rows = spark.read.parquet(args.output).count()
-    finally:
-        spark.stop()
     print(json.dumps({"input": args.input, "output": args.output, "rows": rows}))
     return 0
 
@@ -70,7 +61,7 @@ def _dataset_or(path: str | None, settings) -> str:
 def _train(args, settings) -> int:
     import dataclasses
 
-    from fraud.spark import build_spark_session
+    from fraud.spark import spark_session
     from training.protocol import Split, parse_day
     from training.train import handbook_baseline, shipped_recipe, train
 
@@ -78,12 +69,9 @@ def _train(args, settings) -> int:
     if args.train_days:
         recipe = dataclasses.replace(recipe, train_days=args.train_days)
     split = Split(parse_day(args.test_start), recipe.train_days, args.delay_days, args.test_days)
-    spark = build_spark_session(settings, "fraud-train")
-    try:
+    with spark_session(settings, "fraud-train") as spark:
         metrics, artifact = train(spark, _dataset_or(args.data, settings), split, recipe, args.model_out,
                                   tuple(parse_day(week) for week in args.later_weeks))
-    finally:
-        spark.stop()
     print(json.dumps({**metrics, **split.describe(), "recipe": args.recipe,
                       **({"model": artifact.version, "metrics_by_week": artifact.metadata["metrics"]}
                          if artifact else {})}))
@@ -91,16 +79,13 @@ def _train(args, settings) -> int:
 
 
 def _evaluate(args, settings) -> int:
-    from fraud.spark import build_spark_session
+    from fraud.spark import spark_session
     from training.protocol import Split, parse_day
     from training.train import evaluate
 
     split = Split(parse_day(args.test_start), 7, args.delay_days, args.test_days)
-    spark = build_spark_session(settings, "fraud-evaluate")
-    try:
+    with spark_session(settings, "fraud-evaluate") as spark:
         metrics = evaluate(spark, args.model, _dataset_or(args.data, settings), split)
-    finally:
-        spark.stop()
     print(json.dumps({**metrics, "model": args.model, "test_start": split.test_start.isoformat(),
                       "test_days": split.test_days}))
     return 0
@@ -108,13 +93,10 @@ def _evaluate(args, settings) -> int:
 
 def _backfill(args, settings) -> int:
     from fraud.backfill import backfill
-    from fraud.spark import build_spark_session
+    from fraud.spark import spark_session
 
-    spark = build_spark_session(settings, "fraud-backfill")
-    try:
+    with spark_session(settings, "fraud-backfill") as spark:
         report = backfill(spark, settings, args.input, args.model, tuple(args.sinks.split(",")), args.delay_days)
-    finally:
-        spark.stop()
     print(json.dumps(report))
     return 0
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Mapping
+from contextlib import contextmanager
+from typing import Iterator, Mapping
 
 from pyspark.sql import SparkSession
 
@@ -53,3 +54,13 @@ def build_spark_session(settings: Settings, app_name: str, *, master: str | None
 def launched_by_spark_submit() -> bool:
     # spark-submit starts the Python driver with the gateway port of its own JVM.
     return "PYSPARK_GATEWAY_PORT" in os.environ
+
+
+@contextmanager
+def spark_session(settings: Settings, app_name: str, **options) -> Iterator[SparkSession]:
+    """``build_spark_session`` for one command: the session is stopped however the command ends."""
+    spark = build_spark_session(settings, app_name, **options)
+    try:
+        yield spark
+    finally:
+        spark.stop()
