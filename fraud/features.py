@@ -39,6 +39,7 @@ def lookback_days(delay_days: int = 7) -> int:
     """How far back a transaction's features reach: history a backfill or a stream's state must hold."""
     return max(BASELINE_DAYS[1], 30, max(TERMINAL_WINDOWS_DAYS) + delay_days)
 
+
 HANDBOOK_FEATURES = [
     "TX_DURING_WEEKEND", "TX_DURING_NIGHT",
     *(f"CUSTOMER_ID_{kind}_{w}DAY_WINDOW" for w in (1, 7, 30) for kind in ("NB_TX", "AVG_AMOUNT")),

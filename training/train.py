@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -40,7 +39,6 @@ class Recipe:
     features: list[str]
     train_days: int
     description: str = ""
-    params: dict[str, Any] = field(default_factory=dict)
 
 
 def handbook_baseline() -> Recipe:
@@ -51,10 +49,10 @@ def handbook_baseline() -> Recipe:
 
 def shipped_recipe() -> Recipe:
     """The recipe of the model the product ships (models/default)."""
-    params = dict(max_iter=600, learning_rate=0.03, l2_regularization=1.0, random_state=0)
-    return Recipe(HistGradientBoostingClassifier(**params), MODEL_FEATURES, 56,
+    model = HistGradientBoostingClassifier(max_iter=600, learning_rate=0.03, l2_regularization=1.0, random_state=0)
+    return Recipe(model, MODEL_FEATURES, 56,
                   "HistGradientBoostingClassifier on the handbook's 15 inputs and the extra features, "
-                  "trained on 56 days (chosen on the validation weeks 2018-07-11, -18 and -25)", params)
+                  "trained on 56 days (chosen on the validation weeks 2018-07-11, -18 and -25)")
 
 
 def feature_frame(spark: SparkSession, data: str | Path, split: Split, columns: list[str],
@@ -126,7 +124,7 @@ def train(spark: SparkSession, data: str | Path, split: Split, recipe: Recipe,
     artifact = save_model(model_out, model, {
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "recipe": {"description": recipe.description, "estimator": type(recipe.estimator).__name__,
-                   "params": recipe.params or recipe.estimator.get_params()},
+                   "params": recipe.estimator.get_params()},
         "features": recipe.features,
         "training_window": split.describe(),
         "training_rows": len(train_set), "training_frauds": int(train_set.TX_FRAUD.sum()),
