@@ -8,6 +8,7 @@ so bad configuration fails at start-up with a message naming the key.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,9 @@ from typing import Any, Mapping, get_type_hints
 
 import yaml
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+_PACKAGE_PARENT = Path(__file__).resolve().parents[1]
+# imported from a zip (spark-submit --py-files), the project is the working directory
+PROJECT_ROOT = _PACKAGE_PARENT if _PACKAGE_PARENT.is_dir() else Path.cwd()
 CONF_DIR = PROJECT_ROOT / "conf"
 DEFAULT_CONFIG = CONF_DIR / "local.yaml"
 SHARED_DATA_DIR = PROJECT_ROOT.parent / "shared" / "data" / "fdh"
@@ -41,10 +44,39 @@ class KafkaConf:
     heap_mb: int
     partitions: int
     topics: Topics
+    security_protocol: str = "PLAINTEXT"  # or SSL, SASL_PLAINTEXT, SASL_SSL
+    sasl_mechanism: str = "PLAIN"         # or SCRAM-SHA-256, SCRAM-SHA-512
+    ssl_ca_location: str = ""             # PEM file of the CA for SSL / SASL_SSL
+    sasl_username: str = ""
+    sasl_password: str = dataclasses.field(default="", repr=False)
 
     @property
     def bootstrap_servers(self) -> str:
         return f"{self.host}:{self.port}"
+
+    def client_config(self) -> dict[str, str]:
+        """librdkafka (confluent-kafka) settings: servers and, when configured, TLS and SASL."""
+        config = {"bootstrap.servers": self.bootstrap_servers, "security.protocol": self.security_protocol}
+        if self.ssl_ca_location:
+            config["ssl.ca.location"] = self.ssl_ca_location
+        if self.security_protocol.startswith("SASL"):
+            config.update({"sasl.mechanism": self.sasl_mechanism, "sasl.username": self.sasl_username,
+                           "sasl.password": self.sasl_password})
+        return config
+
+    def spark_options(self) -> dict[str, str]:
+        """The same settings as Spark Kafka source/sink options (``kafka.`` + the Java client's names)."""
+        options = {"kafka.bootstrap.servers": self.bootstrap_servers,
+                   "kafka.security.protocol": self.security_protocol}
+        if self.ssl_ca_location:
+            options.update({"kafka.ssl.truststore.type": "PEM", "kafka.ssl.truststore.location": self.ssl_ca_location})
+        if self.security_protocol.startswith("SASL"):
+            module = ("org.apache.kafka.common.security.plain.PlainLoginModule" if self.sasl_mechanism == "PLAIN"
+                      else "org.apache.kafka.common.security.scram.ScramLoginModule")
+            options.update({"kafka.sasl.mechanism": self.sasl_mechanism,
+                            "kafka.sasl.jaas.config": f'{module} required username={json.dumps(self.sasl_username)} '
+                                                      f'password={json.dumps(self.sasl_password)};'})
+        return options
 
 
 @dataclass(frozen=True)
@@ -54,10 +86,13 @@ class ElasticsearchConf:
     transport_port: int
     heap_mb: int
     index: str
+    scheme: str = "http"
+    username: str = ""
+    password: str = dataclasses.field(default="", repr=False)
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{self.scheme}://{self.host}:{self.port}"
 
 
 @dataclass(frozen=True)
@@ -85,6 +120,19 @@ class SparkConf:
 
 
 @dataclass(frozen=True)
+class StreamConf:
+    model: str                    # a model folder, or a folder of them (the newest is served and hot-reloaded)
+    checkpoint_dir: str           # relative paths are under state_dir
+    trigger_seconds: float
+    lateness: str                 # how long to wait for records produced earlier (Kafka time), e.g. "0 seconds"
+    max_offsets_per_trigger: int
+    starting_offsets: str         # earliest | latest, for a new checkpoint
+    delay_days: int
+    review_threshold: float | None = None  # null = the model's own thresholds
+    block_threshold: float | None = None
+
+
+@dataclass(frozen=True)
 class Settings:
     state_dir: Path
     data_dir: Path | None
@@ -93,6 +141,7 @@ class Settings:
     elasticsearch: ElasticsearchConf
     mysql: MysqlConf
     spark: SparkConf
+    stream: StreamConf
 
     @property
     def secrets_file(self) -> Path:
@@ -101,6 +150,25 @@ class Settings:
     @property
     def scored_table(self) -> str:
         return str(self.delta_dir / "scored_transactions")
+
+    @property
+    def raw_table(self) -> str:
+        return str(self.delta_dir / "transactions_raw")
+
+    @property
+    def labels_table(self) -> str:
+        return str(self.delta_dir / "labels")
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        path = Path(self.stream.checkpoint_dir)
+        return path if path.is_absolute() else self.state_dir / path
+
+
+# credentials: from the environment or <state_dir>/secrets.env, never from conf/
+SECRETS = {("mysql", "password"): "FRAUD_MYSQL_PASSWORD",
+           ("kafka", "sasl_password"): "FRAUD_KAFKA_SASL_PASSWORD",
+           ("elasticsearch", "password"): "FRAUD_ELASTICSEARCH_PASSWORD"}
 
 
 def _read_secrets_file(path: Path) -> dict[str, str]:
@@ -138,11 +206,16 @@ def _build(cls, values: Mapping[str, Any], where: str):
             if not isinstance(raw, Mapping):
                 raise ConfigError(f"'{key}' must be a mapping")
             kwargs[field.name] = _build(kind, raw, key)
-        elif kind is int:
+        elif kind in (int, float, float | None):
+            if raw in (None, "", "null") and kind == float | None:
+                kwargs[field.name] = None
+                continue
+            number = int if kind is int else float
             try:
-                kwargs[field.name] = int(raw)
+                kwargs[field.name] = number(raw)
             except (TypeError, ValueError):
-                raise ConfigError(f"'{key}' must be an integer, got {raw!r}") from None
+                raise ConfigError(f"'{key}' must be {'an integer' if kind is int else 'a number'}, got {raw!r}") \
+                    from None
         else:
             kwargs[field.name] = raw
     unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
@@ -158,16 +231,28 @@ def _resolve(path: str | None) -> Path | None:
     return p if p.is_absolute() else (PROJECT_ROOT / p).resolve()
 
 
+def _read_tree(path: Path) -> dict[str, Any]:
+    """The YAML mapping at ``path``; a ``base:`` key names a file it overrides (deep-merged)."""
+    if not path.exists():
+        raise ConfigError(f"configuration file not found: {path}")
+    tree = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{path} must hold a mapping")
+    base = tree.pop("base", None)
+    return _merge(_read_tree(path.parent / base), tree) if base else tree
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
 def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
     """Load and validate settings from ``path`` (default ``$FRAUD_CONFIG`` or conf/local.yaml)."""
     env = os.environ if env is None else env
-    config_path = Path(path or env.get("FRAUD_CONFIG") or DEFAULT_CONFIG)
-    if not config_path.exists():
-        raise ConfigError(f"configuration file not found: {config_path}")
-    tree = yaml.safe_load(config_path.read_text()) or {}
-    if not isinstance(tree, dict):
-        raise ConfigError(f"{config_path} must hold a mapping")
-    tree = _apply_env(tree, env)
+    tree = _apply_env(_read_tree(Path(path or env.get("FRAUD_CONFIG") or DEFAULT_CONFIG)), env)
 
     state_dir = _resolve(tree.pop("state_dir", None)) or PROJECT_ROOT / ".state"
     data_dir = _resolve(tree.pop("data_dir", None))
@@ -175,9 +260,8 @@ def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None 
     if data_dir is None and SHARED_DATA_DIR.is_dir():
         data_dir = SHARED_DATA_DIR
     secrets = _read_secrets_file(state_dir / "secrets.env")
-    mysql = dict(tree.get("mysql") or {})
-    mysql["password"] = env.get("FRAUD_MYSQL_PASSWORD") or secrets.get("FRAUD_MYSQL_PASSWORD", "")
-    tree["mysql"] = mysql
+    for (section, key), variable in SECRETS.items():  # never from the YAML
+        tree[section] = {**(tree.get(section) or {}), key: env.get(variable) or secrets.get(variable, "")}
     tree["state_dir"], tree["data_dir"], tree["delta_dir"] = state_dir, data_dir, delta_dir
     settings = _build(Settings, tree, "")
     for name, port in (("kafka.port", settings.kafka.port), ("kafka.controller_port", settings.kafka.controller_port),

@@ -77,7 +77,7 @@ def replay(settings: Settings, history: pd.DataFrame | Iterable, pace: Pace, del
         history = history.itertuples(index=False)
     rows = itertools.islice(history, limit)
     topics = settings.kafka.topics
-    producer = Producer({"bootstrap.servers": settings.kafka.bootstrap_servers, "enable.idempotence": True,
+    producer = Producer({**settings.kafka.client_config(), "enable.idempotence": True,
                          "linger.ms": 5, "compression.type": "lz4"})
     delay = pd.Timedelta(days=delay_days)
     pending: deque = deque()  # labels in event-time order, waiting for event time + delay

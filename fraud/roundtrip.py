@@ -44,7 +44,7 @@ def synthetic_events(first_id: int, count: int, seed: int = 0) -> list[dict]:
 
 
 def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
-    consumer = Consumer({"bootstrap.servers": settings.kafka.bootstrap_servers, "group.id": "fraud-offsets"})
+    consumer = Consumer({**settings.kafka.client_config(), "group.id": "fraud-offsets"})
     try:
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
         return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
@@ -56,7 +56,7 @@ def produce_events(settings: Settings, events: list[dict]) -> RoundTrip:
     """Send ``events`` keyed by customer; returns where they start in the topic."""
     topic = settings.kafka.topics.raw
     offsets = end_offsets(settings, topic)
-    producer = Producer({"bootstrap.servers": settings.kafka.bootstrap_servers, "enable.idempotence": True,
+    producer = Producer({**settings.kafka.client_config(), "enable.idempotence": True,
                          "linger.ms": 20})
     for event in events:
         producer.produce(topic, key=str(event["customer_id"]), value=json.dumps(event))
@@ -86,7 +86,7 @@ def run_roundtrip(spark: SparkSession, settings: Settings, trip: RoundTrip, chec
     """Read the produced events back from Kafka and write them to every sink; returns rows read."""
     topic = settings.kafka.topics.raw
     raw = (spark.readStream.format("kafka")
-           .option("kafka.bootstrap.servers", settings.kafka.bootstrap_servers)
+           .options(**settings.kafka.spark_options())
            .option("subscribe", topic)
            .option("startingOffsets", json.dumps({topic: {str(p): o for p, o in trip.start_offsets.items()}}))
            .load())

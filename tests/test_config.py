@@ -58,3 +58,17 @@ def test_unknown_and_missing_keys_are_reported(tmp_path: Path):
 def test_missing_file_is_a_config_error(tmp_path: Path):
     with pytest.raises(ConfigError, match="configuration file not found"):
         load_settings(tmp_path / "nope.yaml", env={})
+
+
+@pytest.mark.parametrize("name", ["local", "docker", "cluster"])
+def test_every_shipped_configuration_loads(name: str):
+    settings = load_settings(DEFAULT_CONFIG.parent / f"{name}.yaml", env={})
+    assert settings.kafka.topics.scored == "transactions.scored"  # inherited from local.yaml
+    assert settings.stream.delay_days == 7
+
+
+def test_docker_configuration_names_the_compose_services():
+    settings = load_settings(DEFAULT_CONFIG.parent / "docker.yaml", env={})
+    assert (settings.kafka.host, settings.mysql.host, settings.elasticsearch.host) == ("kafka", "mysql",
+                                                                                       "elasticsearch")
+    assert settings.kafka.port == 19092 and settings.mysql.port == 3306

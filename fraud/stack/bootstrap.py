@@ -21,7 +21,7 @@ INDEX_TEMPLATE = CONF_DIR / "elasticsearch" / "transactions-scored.template.json
 
 def create_topics(settings: Settings) -> list[str]:
     """Create the four topics that are missing; returns the names it created."""
-    admin = AdminClient({"bootstrap.servers": settings.kafka.bootstrap_servers})
+    admin = AdminClient(settings.kafka.client_config())
     existing = set(admin.list_topics(timeout=10).topics)
     wanted = [NewTopic(name, num_partitions=settings.kafka.partitions, replication_factor=1)
               for name in vars(settings.kafka.topics).values() if name not in existing]

@@ -28,7 +28,9 @@ RUN_AS_USER = "fraud-es"
 
 
 def elasticsearch_client(settings: Settings) -> Elasticsearch:
-    return Elasticsearch(settings.elasticsearch.url, request_timeout=30)
+    conf = settings.elasticsearch
+    return Elasticsearch(conf.url, request_timeout=30,
+                         basic_auth=(conf.username, conf.password) if conf.username else None)
 
 
 def elasticsearch_process(settings: Settings) -> ManagedProcess:
