@@ -1,9 +1,14 @@
-"""Parse and validate Kafka transaction records; a record that does not fit gets a reason.
+"""Parse and validate Kafka transaction and label records; a record that does not fit gets a reason.
 
-``validate_transactions`` is a transform over the Kafka source's columns: every
+``validate_records`` is a transform over the Kafka source's columns: every
 record comes out once, with the parsed fields and ``reason`` (null when the
 record is valid), so the caller splits valid rows from dead letters without
 losing any. The first failing check names the reason.
+
+A transaction (``transactions.raw``) carries transaction_id, tx_datetime,
+customer_id, terminal_id and tx_amount; a label (records of ``labels_topic``)
+carries transaction_id, tx_datetime, customer_id, terminal_id and tx_fraud (0 or 1).
+Extra fields are allowed.
 """
 from __future__ import annotations
 
@@ -14,8 +19,11 @@ from pyspark.sql.types import DataType, DoubleType, LongType, StringType, Struct
 MAX_PAYLOAD_BYTES = 10_000
 MAX_CLOCK_SKEW = "1 day"  # an event time further ahead of its Kafka timestamp than this is refused
 NUMERIC_FIELDS: dict[str, DataType] = {"transaction_id": LongType(), "customer_id": LongType(),
-                                       "terminal_id": LongType(), "tx_amount": DoubleType()}
-FIELDS = ["transaction_id", "tx_datetime", "customer_id", "terminal_id", "tx_amount"]
+                                       "terminal_id": LongType(), "tx_amount": DoubleType(), "tx_fraud": LongType()}
+FIELDS = ["transaction_id", "tx_datetime", "customer_id", "terminal_id", "tx_amount", "tx_fraud"]
+TRANSACTION_ONLY, LABEL_ONLY = "tx_amount", "tx_fraud"
+ID_FIELDS = ("transaction_id", "customer_id", "terminal_id")
+MAX_ID = 2 ** 53  # JSON numbers (and JavaScript clients) are exact up to here; the stream relies on it
 _CORRUPT = "_corrupt_record"
 # every field as text (what was sent), and the numeric fields as the contract's types
 _AS_TEXT = StructType([StructField(name, StringType()) for name in FIELDS] + [StructField(_CORRUPT, StringType())])
@@ -29,8 +37,11 @@ def _first_failure(checks: list[tuple[Column, Column | str]]) -> Column:
     return reason
 
 
-def validate_transactions(records: DataFrame) -> DataFrame:
-    """Kafka records (value, topic, partition, offset, timestamp) -> parsed fields, payload, reason."""
+def validate_records(records: DataFrame, labels_topic: str | None = None) -> DataFrame:
+    """Kafka records (value, topic, partition, offset, timestamp) -> parsed fields, payload, reason.
+
+    Records of ``labels_topic`` are checked as labels, all others as transactions.
+    """
     payload = F.decode("value", "UTF-8")  # invalid bytes become U+FFFD (a plain cast would keep them)
     text = F.from_json(payload, _AS_TEXT, {"columnNameOfCorruptRecord": _CORRUPT})
     typed = F.from_json(payload, _AS_TYPED)
@@ -47,23 +58,27 @@ def validate_transactions(records: DataFrame) -> DataFrame:
         (F.col("_text").isNull() | ~F.ltrim("payload").startswith("{"), "payload is not a JSON object"),
         (F.col(f"_text.{_CORRUPT}").isNotNull(), "malformed JSON"),
     ]
+    is_label = F.col("kafka_topic") == labels_topic if labels_topic else F.lit(False)
     for name in FIELDS:
-        checks.append((F.col(f"_text.{name}").isNull(), f"missing {name}"))
+        expected = ~is_label if name == TRANSACTION_ONLY else is_label if name == LABEL_ONLY else F.lit(True)
+        checks.append((expected & F.col(f"_text.{name}").isNull(), f"missing {name}"))
         if name in NUMERIC_FIELDS:
             kind = "an integer" if isinstance(NUMERIC_FIELDS[name], LongType) else "a number"
-            checks.append((F.col(f"_typed.{name}").isNull(), f"{name} is not {kind}"))
+            checks.append((expected & F.col(f"_typed.{name}").isNull(), f"{name} is not {kind}"))
     checks += [
+        (is_label & ~F.col("_typed.tx_fraud").isin(0, 1), "tx_fraud is not 0 or 1"),
         (F.isnan("_typed.tx_amount") | F.col("_typed.tx_amount").isin(float("inf"), float("-inf")),
          "tx_amount is not finite"),
         (F.col("_typed.tx_amount") < 0, "tx_amount is negative"),
-        *((F.col(f"_typed.{name}") < 0, f"{name} is negative") for name in ("transaction_id", "customer_id",
-                                                                           "terminal_id")),
+        *((F.col(f"_typed.{name}") < 0, f"{name} is negative") for name in ID_FIELDS),
+        *((F.col(f"_typed.{name}") > MAX_ID, f"{name} is above 2^53 (not exact as a JSON number)")
+          for name in ID_FIELDS),
         (event_time.isNull(), "tx_datetime is not an ISO-8601 timestamp"),
         (event_time > F.col("kafka_timestamp") + F.expr(f"INTERVAL {MAX_CLOCK_SKEW}"),
          f"tx_datetime is more than {MAX_CLOCK_SKEW} ahead of its Kafka timestamp"),
     ]
     return parsed.select(
         F.col("_typed.transaction_id").alias("transaction_id"), event_time.alias("tx_datetime"),
-        *(F.col(f"_typed.{name}").alias(name) for name in ("customer_id", "terminal_id", "tx_amount")),
+        *(F.col(f"_typed.{name}").alias(name) for name in ("customer_id", "terminal_id", "tx_amount", "tx_fraud")),
         "payload", "kafka_topic", "kafka_partition", "kafka_offset", "kafka_timestamp",
         _first_failure(checks).alias("reason"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
-from fraud.validation import MAX_PAYLOAD_BYTES, validate_transactions
+from fraud.validation import MAX_PAYLOAD_BYTES, validate_records
 
 VALID = {"transaction_id": 7, "tx_datetime": "2018-04-01T00:00:31", "customer_id": 596, "terminal_id": 3156,
          "tx_amount": 57.16}
@@ -30,6 +30,7 @@ BROKEN = [
     (variant(tx_datetime=...), "missing tx_datetime"),
     (variant(customer_id=...), "missing customer_id"),
     (variant(customer_id=-3), "customer_id is negative"),
+    (variant(terminal_id=2 ** 53 + 1), "terminal_id is above 2^53 (not exact as a JSON number)"),
     (variant(terminal_id="T-1"), "terminal_id is not an integer"),
     (variant(tx_amount=...), "missing tx_amount"),
     (variant(tx_amount="57.16"), "tx_amount is not a number"),
@@ -50,7 +51,7 @@ def test_broken_records_get_their_reason_and_valid_ones_pass_interleaved(spark):
     rows = [(value, "transactions.raw", 0, offset, kafka_time) for offset, value in enumerate(records)]
     frame = spark.createDataFrame(rows, "value binary, topic string, partition int, offset long, timestamp timestamp")
 
-    out = {r.kafka_offset: r for r in validate_transactions(frame).collect()}
+    out = {r.kafka_offset: r for r in validate_records(frame).collect()}
 
     assert len(out) == len(records)  # nothing lost, nothing added
     expected = {value: reason for value, reason in BROKEN}
@@ -65,3 +66,18 @@ def test_broken_records_get_their_reason_and_valid_ones_pass_interleaved(spark):
         datetime(2018, 4, 1, 2, 0, 0), 596, 3156, 57.16)
     assert "extra_field" in parsed.payload
     assert len(set(expected.values())) >= 15
+
+
+def test_labels_are_checked_against_the_label_contract(spark):
+    label = {"transaction_id": 7, "tx_datetime": "2018-04-01T00:00:31", "customer_id": 596, "terminal_id": 3156}
+    cases = [({**label, "tx_fraud": 1}, None), ({**label, "tx_fraud": 0, "extra": "x"}, None),
+             (label, "missing tx_fraud"), ({**label, "tx_fraud": 2}, "tx_fraud is not 0 or 1"),
+             ({**label, "tx_fraud": "yes"}, "tx_fraud is not an integer"),
+             ({**VALID, "tx_fraud": 1, "tx_amount": ...}, None)]  # a label needs no amount
+    rows = [(json.dumps({k: v for k, v in message.items() if v is not ...}).encode(), "transactions.labels", 0,
+             offset, datetime(2026, 11, 28)) for offset, (message, _) in enumerate(cases)]
+    rows.append((variant(), "transactions.raw", 0, len(rows), datetime(2026, 11, 28)))  # no tx_fraud needed here
+    frame = spark.createDataFrame(rows, "value binary, topic string, partition int, offset long, timestamp timestamp")
+    out = {r.kafka_offset: r for r in validate_records(frame, labels_topic="transactions.labels").collect()}
+    assert [out[i].reason for i in range(len(rows))] == [reason for _, reason in cases] + [None]
+    assert out[0].tx_fraud == 1 and out[0].tx_amount is None
