@@ -35,9 +35,20 @@ HIGH_RATIO = 3.0  # an amount over 3 times the baseline mean is "high"
 TERMINAL_WINDOWS_DAYS = (1, 7, 14, 30)
 
 
+def customer_history_days() -> int:
+    """How far back a card's features reach: the 14-day high-ratio count reads ratios whose baselines
+    reach 60 days further back."""
+    return BASELINE_DAYS[1] + BASELINE_DAYS[0]
+
+
+def terminal_history_days(delay_days: int = 7) -> int:
+    """How far back a terminal's features reach: the longest risk window, shifted by the label delay."""
+    return max(TERMINAL_WINDOWS_DAYS) + delay_days
+
+
 def lookback_days(delay_days: int = 7) -> int:
     """How far back a transaction's features reach: history a backfill or a stream's state must hold."""
-    return max(BASELINE_DAYS[1], 30, max(TERMINAL_WINDOWS_DAYS) + delay_days)
+    return max(customer_history_days(), terminal_history_days(delay_days))
 
 
 HANDBOOK_FEATURES = [
