@@ -29,3 +29,7 @@ SCORED_ROW = StructType([
     StructField("kafka_timestamp", TimestampType()),
     StructField("scored_at", TimestampType()),
 ])
+
+# The Delta scored table also keeps every feature of the row (HANDBOOK_FEATURES then
+# EXTRA_FEATURES, as doubles) in this struct column: what retraining and audits read.
+FEATURES_COLUMN = "features"

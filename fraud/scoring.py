@@ -1,33 +1,43 @@
-"""From transactions to scored rows: the transform the backfill and the stream share.
+"""From features to scored rows: the shaping the backfill and the stream share.
 
-``score_transactions`` adds the features (``fraud.features``), scores them with
-the broadcast model (``udfs.scoring``) and shapes the result as the one output
-schema every sink takes (``fraud.schemas.SCORED_ROW``).
+``scored_rows`` scores feature rows with the broadcast model's pandas UDF
+(``udfs.scoring``) and shapes them as the one output schema every sink takes
+(``fraud.schemas.SCORED_ROW``) plus the ``features`` struct the Delta table keeps
+for retraining and audits. ``score_transactions`` is the backfill's path: the
+batch features first.
 """
 from __future__ import annotations
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from fraud.features import add_all_features
-from fraud.schemas import SCORED_ROW
+from fraud.features import EXTRA_FEATURES, HANDBOOK_FEATURES, add_all_features
+from fraud.schemas import FEATURES_COLUMN, SCORED_ROW
 from training.artifacts import ModelArtifact
 from udfs.scoring import score_column
 
 
-def score_transactions(transactions: DataFrame, artifact: ModelArtifact, delay_days: int = 7,
-                       kafka_timestamp: Column | None = None) -> DataFrame:
-    """Canonical transactions (fraud.io) -> SCORED_ROW rows, one per transaction."""
-    spark = transactions.sparkSession
-    features = add_all_features(transactions, delay_days=delay_days)
-    scored = features.withColumn("_score", score_column(spark, artifact))
-    return scored.select(
+def scored_rows(features: DataFrame, score: Column, kafka_timestamp: Column, scored_at: Column) -> DataFrame:
+    """Rows with the canonical columns and every feature -> SCORED_ROW columns + ``features``.
+
+    ``score`` is the struct column of ``udfs.scoring.score_column`` (or ``ModelServer.score``).
+    """
+    return features.withColumn("_score", score).select(
         F.col("TRANSACTION_ID").alias("transaction_id"),
         F.col("TX_DATETIME").cast("timestamp").alias("tx_datetime"),
         F.col("CUSTOMER_ID").alias("customer_id"),
         F.col("TERMINAL_ID").alias("terminal_id"),
         F.col("TX_AMOUNT").alias("tx_amount"),
         "_score.fraud_score", "_score.decision", "_score.reason_codes", "_score.model_version",
-        (kafka_timestamp if kafka_timestamp is not None else F.lit(None)).cast("timestamp").alias("kafka_timestamp"),
-        F.current_timestamp().alias("scored_at"),
-    ).select(*SCORED_ROW.fieldNames())
+        kafka_timestamp.cast("timestamp").alias("kafka_timestamp"),
+        scored_at.cast("timestamp").alias("scored_at"),
+        F.struct(*(F.col(name).cast("double").alias(name) for name in [*HANDBOOK_FEATURES, *EXTRA_FEATURES]))
+        .alias(FEATURES_COLUMN),
+    ).select(*SCORED_ROW.fieldNames(), FEATURES_COLUMN)
+
+
+def score_transactions(transactions: DataFrame, artifact: ModelArtifact, delay_days: int = 7) -> DataFrame:
+    """Canonical transactions (fraud.io) -> scored rows, one per transaction (the backfill)."""
+    features = add_all_features(transactions, delay_days=delay_days)
+    return scored_rows(features, score_column(transactions.sparkSession, artifact), F.lit(None),
+                       F.current_timestamp())

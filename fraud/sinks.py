@@ -9,21 +9,43 @@ from __future__ import annotations
 import logging
 import re
 import time
+from typing import Callable
 
 from delta.tables import DeltaTable
 from pyspark import StorageLevel
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from fraud.config import Settings
+from fraud.schemas import SCORED_ROW
 from fraud.stack.mariadb import connect
 
 KEY = "transaction_id"
+OUTAGE_PATIENCE_S = 600.0  # how long a sink may be down before the batch (and the query) fails
 log = logging.getLogger(__name__)
 
 
+def with_retries(write: Callable[[], None], sink: str, patience_s: float = OUTAGE_PATIENCE_S) -> None:
+    """Run ``write``; while it fails, retry with growing pauses (a sink restarting, a network blip),
+    for up to ``patience_s`` seconds, after which the last error is raised."""
+    began, pause = time.monotonic(), 1.0
+    while True:
+        try:
+            write()
+            return
+        except Exception as exc:  # noqa: BLE001 - any failure of an external system is retried the same way
+            waited = time.monotonic() - began
+            if waited + pause > patience_s:
+                raise
+            first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            log.warning("%s unavailable (%s); retrying in %.0fs (%.0fs of %.0fs patience used)", sink, first_line,
+                        pause, waited, patience_s)
+            time.sleep(pause)
+            pause = min(pause * 2, 15.0)
+
+
 def write_to_mysql(df: DataFrame, settings: Settings, table: str, stage_tag: str) -> None:
-    """Upsert ``df`` into ``table`` by primary key: JDBC into a stage table, then one
+    """Upsert ``df`` into ``table`` by its primary key: JDBC into a stage table, then one
     ``INSERT ... SELECT ... ON DUPLICATE KEY UPDATE`` (valid on MariaDB and MySQL 8).
 
     ``stage_tag`` names the stage table (e.g. query name + batch id), so a retried
@@ -31,7 +53,7 @@ def write_to_mysql(df: DataFrame, settings: Settings, table: str, stage_tag: str
     """
     stage = f"_stage_{table}_{re.sub(r'[^0-9A-Za-z_]', '_', stage_tag)}"[:64]
     columns = ", ".join(f"`{c}`" for c in df.columns)
-    updates = ", ".join(f"`{c}` = VALUES(`{c}`)" for c in df.columns if c != KEY)
+    updates = ", ".join(f"`{c}` = VALUES(`{c}`)" for c in df.columns)
     with connect(settings) as conn, conn.cursor() as cur:
         cur.execute(f"DROP TABLE IF EXISTS `{stage}`")
         cur.execute(f"CREATE TABLE `{stage}` LIKE `{table}`")
@@ -53,6 +75,9 @@ def write_to_elasticsearch(df: DataFrame, settings: Settings) -> None:
     (df.write.format("org.elasticsearch.spark.sql")
         .option("es.nodes", conf.host).option("es.port", str(conf.port))
         .option("es.nodes.wan.only", "true")
+        .option("es.net.ssl", str(conf.scheme == "https").lower())
+        .options(**({"es.net.http.auth.user": conf.username, "es.net.http.auth.pass": conf.password}
+                    if conf.username else {}))
         .option("es.mapping.id", KEY)
         .option("es.write.operation", "index")
         .option("es.index.auto.create", "false")
@@ -60,14 +85,21 @@ def write_to_elasticsearch(df: DataFrame, settings: Settings) -> None:
         .mode("append").save(conf.index))
 
 
-def write_to_delta(df: DataFrame, path: str) -> None:
-    """MERGE ``df`` into the Delta table at ``path`` on transaction id.
+def write_to_delta(df: DataFrame, path: str, batch: tuple[str, int] | None = None) -> None:
+    """Write ``df`` to the Delta table at ``path``, one row per transaction id.
 
-    The first write creates the table with the rows (a plain write, much cheaper
-    than a MERGE into nothing); it fails if another writer created the table
+    A stream's micro-batch (``batch`` = (query id, batch id)) is appended as an
+    idempotent Delta transaction: a rerun of the same batch after a crash is
+    skipped by Delta. Otherwise (a backfill) the rows are MERGEd on transaction
+    id; the first write creates the table with a plain write (much cheaper than
+    a MERGE into nothing), which fails if another writer created the table
     meanwhile, so a retry MERGEs instead of duplicating.
     """
     spark = df.sparkSession
+    if batch is not None:
+        app_id, version = batch
+        df.write.format("delta").mode("append").option("txnAppId", app_id).option("txnVersion", version).save(path)
+        return
     if not DeltaTable.isDeltaTable(spark, path):
         df.write.format("delta").mode("errorifexists").save(path)
         return
@@ -76,21 +108,36 @@ def write_to_delta(df: DataFrame, path: str) -> None:
         .whenMatchedUpdateAll().whenNotMatchedInsertAll().execute())
 
 
-def write_to_kafka(df: DataFrame, settings: Settings, topic: str) -> None:
-    """Publish each row as JSON keyed by transaction id (at least once; a replay repeats identical records)."""
-    (df.select(F.col(KEY).cast("string").alias("key"), F.to_json(F.struct(*df.columns)).alias("value"))
-        .write.format("kafka")
-        .option("kafka.bootstrap.servers", settings.kafka.bootstrap_servers)
+def write_to_kafka(df: DataFrame, settings: Settings, topic: str, key: str | Column = KEY) -> None:
+    """Publish each row as JSON keyed by ``key`` (at least once; a replay repeats identical records)."""
+    key = F.col(key) if isinstance(key, str) else key
+    (df.select(key.cast("string").alias("key"), F.to_json(F.struct(*df.columns)).alias("value"))
+        .write.format("kafka").options(**settings.kafka.spark_options())
         .option("topic", topic).save())
+
+
+def write_dead_letters(rejected: DataFrame, settings: Settings, stage_tag: str) -> None:
+    """Records that failed validation (fraud.validation rows with a reason) to the dead-letter topic,
+    keyed by their Kafka position, and to MySQL ``dead_letters`` (upsert by that position)."""
+    letters = rejected.select(
+        F.col("kafka_topic").alias("source_topic"), F.col("kafka_partition").alias("source_partition"),
+        F.col("kafka_offset").alias("source_offset"), F.substring("reason", 1, 512).alias("reason"), "payload",
+        "kafka_timestamp", F.current_timestamp().alias("received_at"))
+    write_to_kafka(letters, settings, settings.kafka.topics.deadletter,
+                   key=F.concat_ws(":", "source_topic", "source_partition", "source_offset"))
+    write_to_mysql(letters, settings, "dead_letters", stage_tag)
 
 
 SINKS = ("delta", "mysql", "elasticsearch", "kafka")
 
 
-def write_to_sinks(rows: DataFrame, settings: Settings, sinks: tuple[str, ...], stage_tag: str) -> dict[str, int]:
-    """Write scored rows (fraud.schemas.SCORED_ROW) to each named sink, deduplicated by transaction id.
+def write_to_sinks(rows: DataFrame, settings: Settings, sinks: tuple[str, ...], stage_tag: str,
+                   batch: tuple[str, int] | None = None) -> dict[str, int]:
+    """Write scored rows (fraud.scoring.scored_rows) to each named sink, deduplicated by transaction id.
 
-    The rows are computed once (cached) for all sinks; returns how many got each decision.
+    Delta keeps the ``features`` struct, the other sinks take SCORED_ROW. ``batch``
+    is the stream's (query id, batch id) (see write_to_delta). The rows are
+    computed once (cached) for all sinks; returns how many got each decision.
     """
     unknown = set(sinks) - set(SINKS)
     if unknown:
@@ -98,13 +145,14 @@ def write_to_sinks(rows: DataFrame, settings: Settings, sinks: tuple[str, ...], 
     rows = rows.dropDuplicates([KEY]).persist(StorageLevel.MEMORY_AND_DISK)
     try:
         decisions = {r["decision"]: r["count"] for r in rows.groupBy("decision").count().collect()}
-        writers = {"delta": lambda: write_to_delta(rows, settings.scored_table),
-                   "mysql": lambda: write_to_mysql(rows, settings, "scored_transactions", stage_tag),
-                   "elasticsearch": lambda: write_to_elasticsearch(rows, settings),
-                   "kafka": lambda: write_to_kafka(rows, settings, settings.kafka.topics.scored)}
+        scored = rows.select(*SCORED_ROW.fieldNames())
+        writers = {"delta": lambda: write_to_delta(rows, settings.scored_table, batch),
+                   "mysql": lambda: write_to_mysql(scored, settings, "scored_transactions", stage_tag),
+                   "elasticsearch": lambda: write_to_elasticsearch(scored, settings),
+                   "kafka": lambda: write_to_kafka(scored, settings, settings.kafka.topics.scored)}
         for sink in sinks:
             started = time.monotonic()
-            writers[sink]()
+            with_retries(writers[sink], sink)
             log.info("%s: %d rows written in %.1fs", sink, sum(decisions.values()), time.monotonic() - started)
     finally:
         rows.unpersist()

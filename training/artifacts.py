@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import joblib
+import numpy as np
 
 MODEL_FILE, METADATA_FILE = "model.joblib", "metadata.json"
 LIBRARIES = ("scikit-learn", "numpy", "pandas", "pyspark", "joblib")
@@ -37,6 +38,16 @@ class ModelArtifact:
     @property
     def thresholds(self) -> dict[str, float]:
         return {name: spec["value"] for name, spec in self.metadata["thresholds"].items()}
+
+
+def model_inputs(frame, features: list[str]):
+    """The model's input matrix: ``features`` of ``frame`` as floats rounded to 1e-9.
+
+    The Spark features and their numpy twin (the stream) agree to about 1e-13, but a
+    tree split placed between two values that close (1.0 and 1.0000000000000002, say)
+    would still send them different ways; rounding gives both paths the same inputs.
+    """
+    return np.round(frame[features].to_numpy(dtype=float), 9)
 
 
 def library_versions() -> dict[str, str]:

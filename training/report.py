@@ -13,7 +13,7 @@ from sklearn.inspection import permutation_importance  # noqa: E402
 from sklearn.metrics import (ConfusionMatrixDisplay, PrecisionRecallDisplay, RocCurveDisplay,  # noqa: E402
                              confusion_matrix)
 
-from training.artifacts import ModelArtifact  # noqa: E402
+from training.artifacts import ModelArtifact, model_inputs  # noqa: E402
 from training.thresholds import decide  # noqa: E402
 
 PUBLISHED = {  # the handbook's best published results on the 2018-08-08 week (AUC / AP / CP@100)
@@ -66,7 +66,7 @@ def write_report(model_dir: Path, artifact: ModelArtifact, test: pd.DataFrame, s
     plots.append(_save(fig, out / "confusion_matrix.png"))
 
     sample = test.sample(n=min(len(test), 20_000), random_state=0)
-    importance = permutation_importance(artifact.model, sample[artifact.features].to_numpy(dtype=float),
+    importance = permutation_importance(artifact.model, model_inputs(sample, artifact.features),
                                         sample.TX_FRAUD.to_numpy(), scoring="average_precision", n_repeats=3,
                                         random_state=0, n_jobs=1)
     order = np.argsort(importance.importances_mean)

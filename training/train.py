@@ -21,7 +21,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassif
 
 from fraud.features import HANDBOOK_FEATURES, MODEL_FEATURES, add_all_features, lookback_days
 from fraud.io import read_transactions
-from training.artifacts import ModelArtifact, fingerprint, library_versions, load_model, save_model
+from training.artifacts import ModelArtifact, fingerprint, library_versions, load_model, model_inputs, save_model
 from training.metrics import quality
 from training.protocol import Split, handbook_test_set, training_set
 from training.thresholds import choose_thresholds
@@ -72,7 +72,7 @@ def feature_frame(spark: SparkSession, data: str | Path, split: Split, columns: 
 
 
 def score(model: ClassifierMixin, frame: pd.DataFrame, features: list[str]) -> np.ndarray:
-    return model.predict_proba(frame[features].to_numpy(dtype=float))[:, 1]
+    return model.predict_proba(model_inputs(frame, features))[:, 1]
 
 
 def _validation(frame: pd.DataFrame, split: Split, recipe: Recipe, model: ClassifierMixin):
@@ -141,7 +141,7 @@ def train(spark: SparkSession, data: str | Path, split: Split, recipe: Recipe,
 
 
 def _xy(frame: pd.DataFrame, features: list[str]) -> tuple[np.ndarray, pd.Series]:
-    return frame[features].to_numpy(dtype=float), frame.TX_FRAUD
+    return model_inputs(frame, features), frame.TX_FRAUD
 
 
 def evaluate(spark: SparkSession, model_dir: str | Path, data: str | Path, split: Split) -> dict[str, float]:

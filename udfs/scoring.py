@@ -16,7 +16,7 @@ from pyspark.sql import Column, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.functions import pandas_udf
 
-from training.artifacts import ModelArtifact
+from training.artifacts import ModelArtifact, model_inputs
 from training.thresholds import decide
 
 SCORE_TYPE = "fraud_score double, decision string, reason_codes string, model_version string"
@@ -56,7 +56,7 @@ def reason_codes(features: pd.DataFrame, limits: dict[str, float]) -> pd.Series:
 
 def score_features(artifact: ModelArtifact, features: pd.DataFrame) -> pd.DataFrame:
     """Score feature rows: probability of fraud, decision at the model's thresholds, reasons, version."""
-    scores = artifact.model.predict_proba(features[artifact.features].to_numpy(dtype=float))[:, 1]
+    scores = artifact.model.predict_proba(model_inputs(features, artifact.features))[:, 1]
     thresholds = artifact.thresholds
     decisions = decide(scores, thresholds["review"], thresholds["block"])
     reasons = pd.Series("", index=features.index, dtype="object")
