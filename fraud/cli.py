@@ -9,6 +9,7 @@ import argparse
 import json
 import logging
 import sys
+from datetime import datetime
 from pathlib import Path
 
 from fraud.config import ConfigError, load_settings
@@ -101,12 +102,28 @@ def _backfill(args, settings) -> int:
     return 0
 
 
+def _stream(args, settings) -> int:
+    from fraud.spark import spark_session
+    from fraud.stream import run_stream
+
+    with spark_session(settings, "fraud-stream", extra_conf={"spark.ui.showConsoleProgress": "false"}) as spark:
+        run_stream(spark, settings, tuple(args.sinks.split(",")), args.model)
+    return 0
+
+
+def _run(args, settings) -> int:
+    from fraud.run import run_pipeline
+    return run_pipeline(settings, args.rate, args.model)
+
+
 def _produce(args, settings) -> int:
     from fraud.producer import Pace, load_history, replay
 
     if args.simulate:
         from fraud.simulator import Simulator
-        history = Simulator(args.customers, args.terminals, seed=args.seed).transactions()
+        start = datetime.fromisoformat(args.start) if args.start else datetime(2026, 1, 1)
+        history = Simulator(args.customers, args.terminals, seed=args.seed, start=start,
+                            first_id=args.first_id).transactions()
     else:
         history = load_history(_dataset_or(args.input, settings), args.start)
     summary = replay(settings, history, Pace(rate=args.rate, speedup=args.speedup), args.delay_days,
@@ -128,7 +145,7 @@ def _data(args, settings) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fraud", description="Real-time e-commerce fraud detection: local stack, "
-                                                 "data, smoke round trip (more commands arrive with the pipeline).")
+                                                 "streaming scorer, producer, features, training, backfill.")
     parser.add_argument("--config", help="YAML configuration (default: $FRAUD_CONFIG or conf/local.yaml)")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -192,6 +209,28 @@ def build_parser() -> argparse.ArgumentParser:
     backfill.add_argument("--delay-days", type=int, default=7, help="label delay for terminal risk (default 7)")
     backfill.set_defaults(func=_backfill)
 
+    stream = sub.add_parser("stream", help="the streaming scorer: Kafka in; dead letters, archive and scored "
+                                           "transactions out (runs until Ctrl-C)",
+                            description="Reads transactions.raw and transactions.labels. Invalid records go to "
+                                        "transactions.deadletter and MySQL dead_letters with their reason; valid "
+                                        "ones are archived in Delta, scored with per-card and per-terminal state "
+                                        "and written to transactions.scored, MySQL, Elasticsearch and Delta. "
+                                        "Settings: the stream section of the configuration (FRAUD_STREAM_*).")
+    stream.add_argument("--model", help="model folder, or a folder of them whose newest is served and "
+                                        "hot-reloaded (default: stream.model, i.e. models/)")
+    stream.add_argument("--sinks", default="delta,mysql,elasticsearch,kafka",
+                        help="comma-separated subset of delta,mysql,elasticsearch,kafka (default: all)")
+    stream.set_defaults(func=_stream)
+
+    run = sub.add_parser("run", help="the whole pipeline on the local stack: stack up, stream, producer, live "
+                                     "counts (what `make run` starts; Ctrl-C stops it)",
+                         description="Starts the stack, the streaming scorer and a producer (the published dataset "
+                                     "when the data directory has it, else the simulator), resuming after the last "
+                                     "scored transaction, and prints counts every 10 s.")
+    run.add_argument("--rate", type=float, default=500, help="producer events per second (default 500)")
+    run.add_argument("--model", help="model folder or folder of them (default: stream.model, i.e. models/)")
+    run.set_defaults(func=_run)
+
     produce = sub.add_parser("produce", help="replay transactions to Kafka in event-time order, labels after the delay",
                              description="Sends transactions to transactions.raw (JSON keyed by customer) and each "
                                          "label to transactions.labels once event time + the delay has passed.")
@@ -207,7 +246,9 @@ def build_parser() -> argparse.ArgumentParser:
     pace.add_argument("--rate", type=float, help="events per second (wall clock)")
     pace.add_argument("--speedup", type=float, help="event time runs this many times faster than real time")
     produce.add_argument("--limit", type=int, help="send at most N transactions")
-    produce.add_argument("--start", help="first event time to send (e.g. 2018-08-01)")
+    produce.add_argument("--start", help="first event time to send (e.g. 2018-08-01); with --simulate, the first "
+                                         "simulated day (default 2026-01-01)")
+    produce.add_argument("--first-id", type=int, default=0, help="with --simulate: first transaction id (default 0)")
     produce.add_argument("--delay-days", type=int, default=7, help="label delay (default 7)")
     produce.set_defaults(func=_produce)
 
