@@ -42,7 +42,7 @@ stack-status:  ## table of services, pids, ports, health, memory, logs
 	$(BIN)/fraud stack status
 
 run: stack-up  ## the main job on the embedded local default
-	$(BIN)/fraud roundtrip --events 1000
+	$(BIN)/fraud run
 
 test: setup  ## the whole test suite (starts its own stack on test ports)
 	$(BIN)/python -m pytest

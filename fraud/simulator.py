@@ -29,7 +29,7 @@ SCENARIOS = {0: "legitimate", 1: "amount above 220", 2: "compromised terminal", 
 
 class Simulator:
     def __init__(self, customers: int = 5000, terminals: int = 10000, radius: float = 5.0, seed: int = 0,
-                 start: datetime = datetime(2026, 1, 1)):
+                 start: datetime = datetime(2026, 1, 1), first_id: int = 0):
         self.rng = np.random.default_rng(seed)
         rng = self.rng
         self.customer_xy = rng.uniform(0, 100, (customers, 2))
@@ -41,7 +41,7 @@ class Simulator:
             distances = np.linalg.norm(chunk[:, None, :] - terminal_xy[None, :, :], axis=2)
             self.reachable += [np.flatnonzero(row < radius) for row in distances]
         self.terminals, self.customers = terminals, customers
-        self.day, self.start, self.next_id = 0, start, 0
+        self.day, self.start, self.next_id = 0, start, first_id
         self.compromised_terminals: dict[int, int] = {}  # terminal -> last compromised day
         self.compromised_cards: dict[int, int] = {}      # customer -> last compromised day
         self.per_day = max(1, round(customers / 5000 * 3)), max(1, round(terminals / 10000 * 2))

@@ -1,0 +1,111 @@
+"""``fraud run`` (what ``make run`` starts): the whole pipeline on the local stack until Ctrl-C.
+
+It brings the stack up, starts the streaming scorer and a producer as child
+processes (logs under ``<state_dir>/logs``), and prints where to look and the
+counts so far. The producer replays the published dataset when the data
+directory has it, otherwise the simulator's endless stream; either way it
+resumes after the last transaction already scored, so a second run adds new
+transactions instead of repeating old ones. Ctrl-C stops the producer, then
+the stream (between micro-batches), then returns.
+"""
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from fraud.config import PROJECT_ROOT, Settings
+from fraud.data import TRANSACTIONS
+from fraud.stack.elasticsearch import elasticsearch_client
+from fraud.stack.manager import stack_up
+from fraud.stack.mariadb import connect
+
+REPORT_EVERY_S = 10
+
+
+def _child(args: list[str], log: Path) -> subprocess.Popen:
+    with log.open("a") as out:  # its own session: Ctrl-C reaches this process only, which stops children in order
+        return subprocess.Popen([sys.executable, "-m", "fraud.cli", *args], stdout=out, stderr=subprocess.STDOUT,
+                                cwd=PROJECT_ROOT, start_new_session=True)
+
+
+def producer_args(settings: Settings, rate: float) -> list[str]:
+    """Replay the dataset (or simulate) from just after the last scored transaction."""
+    with connect(settings) as conn, conn.cursor() as cur:
+        cur.execute("SELECT MAX(tx_datetime), MAX(transaction_id) FROM scored_transactions")
+        last_time, last_id = cur.fetchone()
+    dataset = settings.data_dir / TRANSACTIONS if settings.data_dir else None
+    args = ["produce", "--rate", str(rate)]
+    if dataset is not None and dataset.exists():
+        return args + ["--input", str(dataset)] + (
+            ["--start", (last_time + timedelta(microseconds=1)).isoformat()] if last_time else [])
+    next_day = (last_time + timedelta(days=1)).date().isoformat() if last_time else "2026-01-01"
+    return args + ["--simulate", "--start", next_day, "--first-id", str((last_id or -1) + 1)]
+
+
+def counts(settings: Settings) -> str:
+    """One line: scored transactions by decision, dead letters, Elasticsearch documents, latency of the last minute."""
+    try:
+        with connect(settings) as conn, conn.cursor() as cur:
+            cur.execute("SELECT decision, COUNT(*) FROM scored_transactions GROUP BY decision")
+            decisions = dict(cur.fetchall())
+            cur.execute("SELECT COUNT(*) FROM dead_letters")
+            dead = cur.fetchone()[0]
+            cur.execute("SELECT AVG(TIMESTAMPDIFF(MICROSECOND, kafka_timestamp, scored_at)) / 1e6 "
+                        "FROM scored_transactions WHERE scored_at > NOW(3) - INTERVAL 1 MINUTE")
+            latency = cur.fetchone()[0]
+        es = elasticsearch_client(settings)
+        documents = es.count(index=settings.elasticsearch.index)["count"]
+    except Exception as exc:  # noqa: BLE001 - a report line, never a reason to stop the pipeline
+        return f"(counts unavailable: {str(exc).splitlines()[0][:120]})"
+    scored = sum(decisions.values())
+    mean = f"{float(latency):.1f}s" if latency is not None else "-"
+    return (f"scored {scored:,} (review {decisions.get('review', 0):,}, block {decisions.get('block', 0):,}) | "
+            f"Elasticsearch {documents:,} | dead letters {dead:,} | Kafka-to-scored mean latency, last minute {mean}")
+
+
+def run_pipeline(settings: Settings, rate: float, model: str | None) -> int:
+    settings = stack_up(settings)
+    logs = settings.state_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    produce = producer_args(settings, rate)
+    stream = _child(["stream", *(["--model", model] if model else [])], logs / "stream.log")
+    producer = _child(produce, logs / "producer.log")
+    mysql, es = settings.mysql, settings.elasticsearch
+    print(f"""
+fraud pipeline running ({datetime.now():%H:%M:%S})
+  producer     {' '.join(produce)}  (log {logs / 'producer.log'})
+  stream       fraud stream  (log {logs / 'stream.log'}; Spark UI http://127.0.0.1:4040)
+  results      MySQL {mysql.host}:{mysql.port}/{mysql.database}.scored_transactions (user {mysql.user}, password in
+               {settings.secrets_file}), Elasticsearch {es.url}/{es.index}, Kafka topic {settings.kafka.topics.scored}
+  dead letters MySQL dead_letters, Kafka topic {settings.kafka.topics.deadletter}
+  stop         Ctrl-C (the services keep running: `make stack-down` stops them)
+""", flush=True)
+    code = 0
+    try:
+        while True:
+            time.sleep(REPORT_EVERY_S)
+            print(f"{datetime.now():%H:%M:%S} {counts(settings)}", flush=True)
+            if stream.poll() is not None:
+                print(f"the stream stopped (exit {stream.returncode}); see {logs / 'stream.log'}", file=sys.stderr)
+                code = 1
+                break
+            if producer.poll() is not None and producer.returncode != 0:
+                print(f"the producer stopped (exit {producer.returncode}); see {logs / 'producer.log'}",
+                      file=sys.stderr)
+                code = 1
+                break
+    except KeyboardInterrupt:
+        print("stopping: producer first, then the stream between micro-batches ...", flush=True)
+    for child, stop_signal in ((producer, signal.SIGINT), (stream, signal.SIGTERM)):
+        if child.poll() is None:
+            child.send_signal(stop_signal)
+            try:
+                child.wait(180)
+            except subprocess.TimeoutExpired:
+                child.kill()
+    print(f"stopped. {counts(settings)}")
+    return code
