@@ -104,10 +104,14 @@ def _backfill(args, settings) -> int:
 
 def _stream(args, settings) -> int:
     from fraud.spark import spark_session
-    from fraud.stream import run_stream
+    from fraud.stream import run_stream, sigterm_as_interrupt
 
-    with spark_session(settings, "fraud-stream", extra_conf={"spark.ui.showConsoleProgress": "false"}) as spark:
-        run_stream(spark, settings, tuple(args.sinks.split(",")), args.model)
+    sigterm_as_interrupt()
+    try:
+        with spark_session(settings, "fraud-stream", extra_conf={"spark.ui.showConsoleProgress": "false"}) as spark:
+            run_stream(spark, settings, tuple(args.sinks.split(",")), args.model)
+    except KeyboardInterrupt:  # asked to stop before the queries ran: nothing to stop
+        pass
     return 0
 
 

@@ -266,21 +266,26 @@ def start_stream(spark: SparkSession, settings: Settings, sinks: tuple[str, ...]
 
 def run_stream(spark: SparkSession, settings: Settings, sinks: tuple[str, ...],
                model: str | Path | None = None) -> None:
-    """Run both queries until Ctrl-C / SIGTERM (a clean stop) or until one fails (its error is raised,
-    the other query is stopped)."""
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, interrupt)
-    queries = start_stream(spark, settings, sinks, model)
-    log.info("stream running: checkpoints in %s; Ctrl-C stops it", settings.checkpoint_dir)
+    """Run both queries until Ctrl-C (or SIGTERM, see ``sigterm_as_interrupt``): a clean stop; or until one
+    fails: its error is raised, the other query is stopped."""
+    queries = []
     try:
+        queries = start_stream(spark, settings, sinks, model)
+        log.info("stream running: checkpoints in %s; Ctrl-C stops it", settings.checkpoint_dir)
         spark.streams.awaitAnyTermination()
     except KeyboardInterrupt:
         log.info("stopping the stream once the micro-batches in progress are written")
     finally:
         for query in queries:
             _stop_between_batches(query)
+
+
+def sigterm_as_interrupt() -> None:
+    """SIGTERM (a service manager, ``kill``) stops the stream as cleanly as Ctrl-C."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def _stop_between_batches(query: StreamingQuery, patience_s: float = 120.0) -> None:
