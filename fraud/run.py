@@ -17,6 +17,8 @@ import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import pandas as pd
+
 from fraud.config import PROJECT_ROOT, Settings
 from fraud.data import TRANSACTIONS
 from fraud.stack.elasticsearch import elasticsearch_client
@@ -32,16 +34,24 @@ def _child(args: list[str], log: Path) -> subprocess.Popen:
                                 cwd=PROJECT_ROOT, start_new_session=True)
 
 
-def producer_args(settings: Settings, rate: float) -> list[str]:
-    """Replay the dataset (or simulate) from just after the last scored transaction."""
+def _last_scored(settings: Settings, below: int | None = None) -> tuple[datetime | None, int | None]:
+    """Event time and id of the scored transaction with the largest id (below ``below``, if given)."""
     with connect(settings) as conn, conn.cursor() as cur:
-        cur.execute("SELECT MAX(tx_datetime), MAX(transaction_id) FROM scored_transactions")
-        last_time, last_id = cur.fetchone()
+        cur.execute("SELECT tx_datetime, transaction_id FROM scored_transactions WHERE transaction_id <= %s "
+                    "ORDER BY transaction_id DESC LIMIT 1", (below if below is not None else 2 ** 63 - 1,))
+        row = cur.fetchone()
+    return row if row else (None, None)
+
+
+def producer_args(settings: Settings, rate: float) -> list[str]:
+    """Replay the dataset (or simulate) from just after the last transaction of it already scored."""
     dataset = settings.data_dir / TRANSACTIONS if settings.data_dir else None
     args = ["produce", "--rate", str(rate)]
-    if dataset is not None and dataset.exists():
+    if dataset is not None and dataset.exists():  # ids grow with time in the dataset
+        last_time, _ = _last_scored(settings, below=int(pd.read_parquet(dataset, columns=["TRANSACTION_ID"]).max()))
         return args + ["--input", str(dataset)] + (
             ["--start", (last_time + timedelta(microseconds=1)).isoformat()] if last_time else [])
+    last_time, last_id = _last_scored(settings)
     next_day = (last_time + timedelta(days=1)).date().isoformat() if last_time else "2026-01-01"
     return args + ["--simulate", "--start", next_day, "--first-id", str((last_id or -1) + 1)]
 
