@@ -1,0 +1,145 @@
+"""Helpers of the streaming tests: an isolated pipeline on the test stack, the stream as a real process,
+and readers of every sink."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Callable
+
+from confluent_kafka import Consumer, TopicPartition
+
+from conftest import TEST_ENV, stack_settings
+from fraud.config import PROJECT_ROOT, Settings
+from fraud.stack.bootstrap import bootstrap
+from fraud.stack.elasticsearch import elasticsearch_client
+from fraud.stack.manager import SERVICES, create_database_and_user
+from fraud.stack.mariadb import connect
+
+DEFAULT_MODEL = PROJECT_ROOT / "models" / "default"
+
+
+def isolated_pipeline(stack: Settings, tmp_path: Path, name: str) -> tuple[Settings, dict[str, str]]:
+    """Settings (and the environment that gives them to a subprocess) with their own topics, MySQL database,
+    Elasticsearch index, Delta folder and checkpoints on the running test stack."""
+    tag = f"{name}-{uuid.uuid4().hex[:6]}".lower()
+    env = {**TEST_ENV, "FRAUD_MYSQL_PASSWORD": stack.mysql.password,
+           **{f"FRAUD_KAFKA_TOPICS_{kind.upper()}": f"{tag}.{kind}" for kind in ("raw", "labels", "scored",
+                                                                                  "deadletter")},
+           "FRAUD_MYSQL_DATABASE": f"fraud_{tag.replace('-', '_')}", "FRAUD_ELASTICSEARCH_INDEX": f"scored-{tag}",
+           "FRAUD_DELTA_DIR": str(tmp_path / "delta"), "FRAUD_STREAM_CHECKPOINT_DIR": str(tmp_path / "checkpoints")}
+    settings = stack_settings(**env)
+    create_database_and_user(settings)
+    bootstrap(settings)
+    return settings, env
+
+
+class StreamProcess:
+    """``fraud stream`` in its own process group, so a kill -9 takes its JVM and Python workers too."""
+
+    def __init__(self, env: dict[str, str], log_file: Path, *args: str):
+        self.env, self.log_file, self.args = env, log_file, args
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "StreamProcess":
+        with self.log_file.open("a") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "fraud.cli", "stream", "--model", str(DEFAULT_MODEL), *self.args],
+                env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT,
+                start_new_session=True)
+        return self
+
+    def kill(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self) -> int:
+        """A clean stop: SIGTERM to the driver only (it stops the queries, then its JVM)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(120)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        return self.proc.returncode
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+
+    def wait_for(self, condition: Callable[[], bool], timeout: float, what: str) -> None:
+        """Poll ``condition`` until true; fail with the stream's log if it times out or the stream died."""
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if self.proc.poll() is not None:
+                raise AssertionError(f"the stream exited ({self.proc.returncode}) before {what}:\n{self.log_tail()}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}:\n{self.log_tail()}")
+            time.sleep(2)
+
+
+def mysql_scored(settings: Settings, columns: str = "transaction_id") -> list[tuple]:
+    with connect(settings) as conn, conn.cursor() as cur:
+        cur.execute(f"SELECT {columns} FROM scored_transactions")
+        return cur.fetchall()
+
+
+def mysql_count(settings: Settings, table: str = "scored_transactions") -> int:
+    with connect(settings) as conn, conn.cursor() as cur:
+        cur.execute(f"SELECT COUNT(*) FROM {table}")
+        return cur.fetchone()[0]
+
+
+def es_ids(settings: Settings) -> list[int]:
+    es = elasticsearch_client(settings)
+    index = settings.elasticsearch.index
+    es.indices.refresh(index=index)
+    ids, page = [], es.search(index=index, query={"match_all": {}}, size=5000, sort=["transaction_id"],
+                             source=["transaction_id"])
+    while page["hits"]["hits"]:
+        hits = page["hits"]["hits"]
+        ids += [hit["_source"]["transaction_id"] for hit in hits]
+        page = es.search(index=index, query={"match_all": {}}, size=5000, sort=["transaction_id"],
+                         source=["transaction_id"], search_after=hits[-1]["sort"])
+    return ids
+
+
+def topic_records(settings: Settings, topic: str) -> list[tuple[bytes, bytes]]:
+    """Every (key, value) in ``topic``, read from the beginning to its current end."""
+    consumer = Consumer({**settings.kafka.client_config(), "group.id": f"test-{uuid.uuid4().hex}",
+                         "enable.auto.commit": False})
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
+        consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
+        records, done = [], {p for p, end in ends.items() if end == 0}
+        while len(done) < len(partitions):
+            message = consumer.poll(10)
+            if message is None:
+                raise AssertionError(f"{topic}: no message within 10s before its end offsets {ends}")
+            if message.error():
+                continue
+            if message.offset() < ends[message.partition()]:
+                records.append((message.key(), message.value()))
+            if message.offset() >= ends[message.partition()] - 1:
+                done.add(message.partition())
+        return records
+    finally:
+        consumer.close()
+
+
+def restart_after(settings: Settings, service: str, seconds: float) -> None:
+    """Stop one service of the test stack, keep it down ``seconds``, start it again and wait until healthy."""
+    factory, start, timeout = SERVICES[service]
+    process = factory(settings)
+    assert process.stop(), f"{service} was not running"
+    time.sleep(seconds)
+    start(settings, process)
+    process.wait_healthy(timeout)
+
+
+def delta_ids(spark, path: str) -> list[int]:
+    return [row[0] for row in spark.read.format("delta").load(path).select("transaction_id").collect()]

@@ -1,0 +1,128 @@
+"""The streaming scorer against the real services: bad input, and stream/batch parity over 45 days."""
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from confluent_kafka import Producer
+from pyspark.sql import functions as F
+
+from fraud.backfill import backfill
+from fraud.features import EXTRA_FEATURES, HANDBOOK_FEATURES
+from fraud.producer import Pace, load_history, replay
+from training.artifacts import METADATA_FILE
+from streaming import (DEFAULT_MODEL, StreamProcess, es_ids, isolated_pipeline, mysql_count, mysql_scored,
+                       topic_records)
+from test_validation import BROKEN
+
+pytestmark = pytest.mark.services
+
+
+def _send(settings, topic: str, values: list[bytes | None]) -> None:
+    producer = Producer({**settings.kafka.client_config(), "enable.idempotence": True})
+    for i, value in enumerate(values):
+        producer.produce(topic, key=str(i % 7), value=value)
+    assert producer.flush(30) == 0
+
+
+def test_broken_records_go_to_the_dead_letters_and_the_query_keeps_scoring(stack, tmp_path):
+    settings, env = isolated_pipeline(stack, tmp_path, "badinput")
+    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    valid = [json.dumps({"transaction_id": 900_000 + i, "tx_datetime": (now - timedelta(minutes=30 - i)).isoformat(),
+                         "customer_id": i % 5, "terminal_id": i % 3, "tx_amount": 10.0 + i,
+                         **({"channel": "web"} if i % 2 else {})}).encode() for i in range(30)]
+    broken = {value: reason for value, reason in BROKEN if b"2027-01-01" not in (value or b"")}
+    broken[json.dumps({**json.loads(valid[0]), "tx_datetime": "2099-01-01T00:00:00"}).encode()] = (
+        "tx_datetime is more than 1 day ahead of its Kafka timestamp")
+    records = [r for pair in zip(valid, list(broken)) for r in pair] + valid[len(broken):]  # interleaved
+    stream = StreamProcess(env, tmp_path / "stream.log").start()
+    try:
+        _send(settings, settings.kafka.topics.raw, records[: len(records) // 2])
+        _send(settings, settings.kafka.topics.labels, [b'{"transaction_id": 1, "tx_fraud": 1}'])  # no time, no card
+        _send(settings, settings.kafka.topics.raw, records[len(records) // 2:])
+        stream.wait_for(lambda: mysql_count(settings) == len(valid)
+                        and mysql_count(settings, "dead_letters") == len(broken) + 1, 240, "every record handled")
+    finally:
+        stopped = stream.stop()
+    assert stopped == 0, stream.log_tail()
+
+    assert sorted(row[0] for row in mysql_scored(settings)) == [900_000 + i for i in range(30)]
+    letters = [json.loads(value) for _, value in topic_records(settings, settings.kafka.topics.deadletter)]
+    assert len(letters) >= len(broken) + 1
+    reasons = {letter.get("payload"): letter["reason"] for letter in letters}  # JSON leaves out a null payload
+    for value, reason in broken.items():
+        payload = value.decode("utf-8", "replace") if value is not None else None
+        assert reasons[payload] == reason
+    assert reasons['{"transaction_id": 1, "tx_fraud": 1}'] == "missing tx_datetime"
+    assert len(set(broken.values())) >= 15
+
+
+def _transactions(first_id: int, count: int) -> list[bytes]:
+    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    return [json.dumps({"transaction_id": first_id + i, "tx_datetime": (now - timedelta(seconds=count - i)).isoformat(),
+                        "customer_id": i % 11, "terminal_id": i % 13, "tx_amount": 20.0 + i}).encode()
+            for i in range(count)]
+
+
+def test_a_model_published_while_running_scores_the_next_micro_batches(stack, tmp_path):
+    settings, env = isolated_pipeline(stack, tmp_path, "reload")
+    models = tmp_path / "models"
+    shutil.copytree(DEFAULT_MODEL, models / "first")
+    stream = StreamProcess(env, tmp_path / "stream.log", "--model", str(models)).start()
+    try:
+        _send(settings, settings.kafka.topics.raw, _transactions(1, 50))
+        stream.wait_for(lambda: mysql_count(settings) == 50, 240, "the first wave scored")
+        shutil.copytree(DEFAULT_MODEL, models / "second", ignore=shutil.ignore_patterns(METADATA_FILE))
+        metadata = json.loads((DEFAULT_MODEL / METADATA_FILE).read_text())
+        (models / "second" / METADATA_FILE).write_text(json.dumps({**metadata, "version": "second-1"}))
+        _send(settings, settings.kafka.topics.raw, _transactions(51, 50))
+        stream.wait_for(lambda: mysql_count(settings) == 100, 240, "the second wave scored")
+    finally:
+        stopped = stream.stop()
+    assert stopped == 0, stream.log_tail()
+    versions = dict(mysql_scored(settings, "transaction_id, model_version"))
+    assert {versions[i] for i in range(1, 51)} == {metadata["version"]}
+    assert {versions[i] for i in range(51, 101)} == {"second-1"}
+    assert "serving model second-1" in stream.log_file.read_text()
+
+
+@pytest.fixture(scope="module")
+def slice_45_days(data_dir, tmp_path_factory):
+    history = load_history(data_dir / "transactions.parquet")
+    # 45 days of every 4th card (all their transactions, and the labels): 30-day windows and the label delay are
+    # exercised, in a quarter of the time the whole population would take
+    history = history[(history.TX_DATETIME >= "2018-04-01") & (history.TX_DATETIME < "2018-05-16")
+                      & (history.CUSTOMER_ID % 4 == 0)]
+    path = tmp_path_factory.mktemp("slice") / "slice.parquet"
+    history.to_parquet(path, index=False)
+    return path, history
+
+
+def test_stream_features_and_scores_equal_the_backfill_over_45_days(stack, spark, slice_45_days, tmp_path):
+    path, history = slice_45_days
+    settings, env = isolated_pipeline(stack, tmp_path, "parity")
+    stream = StreamProcess(env, tmp_path / "stream.log").start()
+    try:  # paced like live traffic: the stream reads it in many micro-batches, the state carries over
+        summary = replay(settings, history, Pace(rate=1000), progress=False)
+        assert summary["transactions"] == len(history)
+        stream.wait_for(lambda: mysql_count(settings) == len(history), 1500, "every transaction scored")
+    finally:
+        stopped = stream.stop()
+    assert stopped == 0, stream.log_tail()
+
+    batch_dir = tmp_path / "backfill"
+    backfill(spark, settings.__class__(**{**vars(settings), "delta_dir": batch_dir}), path, DEFAULT_MODEL, ("delta",))
+    names = [*HANDBOOK_FEATURES, *EXTRA_FEATURES]
+    columns = ["transaction_id", "fraud_score", "decision", *(F.col(f"features.{n}").alias(n) for n in names)]
+    streamed = spark.read.format("delta").load(settings.scored_table).select(*columns).toPandas()
+    batch = spark.read.format("delta").load(str(batch_dir / "scored_transactions")).select(*columns).toPandas()
+    assert len(streamed) == streamed.transaction_id.nunique() == len(history)
+    streamed, batch = streamed.set_index("transaction_id").sort_index(), batch.set_index("transaction_id").sort_index()
+    assert (streamed.index == batch.index).all()
+    difference = (streamed[names + ["fraud_score"]] - batch[names + ["fraud_score"]]).abs()
+    worst = difference.max().sort_values(ascending=False)
+    assert worst.iloc[0] <= 1e-6, f"largest differences:\n{worst.head()}\n{difference.idxmax().loc[worst.index[:3]]}"
+    assert (streamed.decision == batch.decision).all()
+    assert sorted(es_ids(settings)) == sorted(history.TRANSACTION_ID)

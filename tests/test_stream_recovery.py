@@ -1,0 +1,85 @@
+"""The stream through crashes and sink outages: afterwards every transaction is in every sink exactly once."""
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from collections import defaultdict
+
+import pytest
+
+from fraud.producer import Pace, load_history, replay
+from streaming import (StreamProcess, delta_ids, es_ids, isolated_pipeline, mysql_count, mysql_scored,
+                       restart_after, topic_records)
+
+pytestmark = pytest.mark.services
+
+
+@pytest.fixture(scope="module")
+def history(data_dir):
+    frame = load_history(data_dir / "transactions.parquet", start="2018-06-01")
+    return frame.iloc[:24_000]
+
+
+def _produce_in_background(settings, frame, rate: float) -> threading.Thread:
+    thread = threading.Thread(target=replay, args=(settings, frame, Pace(rate=rate)), kwargs={"progress": False},
+                              daemon=True)
+    thread.start()
+    return thread
+
+
+def _assert_exactly_once_everywhere(spark, settings, expected: list[int]) -> None:
+    expected = sorted(expected)
+    assert sorted(row[0] for row in mysql_scored(settings)) == expected
+    assert sorted(es_ids(settings)) == expected
+    assert sorted(delta_ids(spark, settings.scored_table)) == expected
+    assert sorted(delta_ids(spark, settings.raw_table)) == expected
+    by_id = defaultdict(set)
+    for _, value in topic_records(settings, settings.kafka.topics.scored):
+        by_id[json.loads(value)["transaction_id"]].add(value)
+    assert sorted(by_id) == expected
+    assert all(len(copies) == 1 for copies in by_id.values()), "a repeated result differs from the first"
+
+
+def test_kill_9_twice_loses_and_duplicates_nothing(stack, spark, history, tmp_path):
+    settings, env = isolated_pipeline(stack, tmp_path, "crash")
+    seed = random.randrange(1 << 30)
+    rng = random.Random(seed)
+    print(f"kill moments drawn with seed {seed}")
+    stream = StreamProcess(env, tmp_path / "stream.log").start()
+    producer = _produce_in_background(settings, history, rate=300)  # 80 s of traffic: the kills land mid-stream
+    try:
+        for kill in range(2):
+            scored_before = mysql_count(settings)
+            stream.wait_for(lambda: mysql_count(settings) > scored_before, 600, f"progress before kill {kill + 1}")
+            time.sleep(rng.uniform(0, 6))
+            stream.kill()
+            with stream.log_file.open("a") as log:
+                log.write(f"\n==== kill -9 number {kill + 1} ====\n")
+            stream.start()
+        producer.join(120)
+        stream.wait_for(lambda: mysql_count(settings) == len(history), 900, "every transaction scored")
+    finally:
+        stopped = stream.stop()
+    assert stopped == 0, stream.log_tail()
+    _assert_exactly_once_everywhere(spark, settings, list(history.TRANSACTION_ID))
+
+
+@pytest.mark.parametrize("service", ["elasticsearch", "mariadb"])
+def test_a_sink_down_for_30_seconds_loses_and_duplicates_nothing(stack, spark, history, tmp_path, service):
+    settings, env = isolated_pipeline(stack, tmp_path, f"outage-{service}")
+    frame = history.iloc[:6000]
+    stream = StreamProcess(env, tmp_path / "stream.log").start()
+    producer = _produce_in_background(settings, frame, rate=150)
+    try:
+        stream.wait_for(lambda: mysql_count(settings) > 0, 600, "the first scored transactions")
+        restart_after(stack, service, 30)
+        producer.join(120)
+        stream.wait_for(lambda: mysql_count(settings) == len(frame) and len(es_ids(settings)) == len(frame), 900,
+                        "every transaction in MySQL and Elasticsearch")
+    finally:
+        stopped = stream.stop()
+    assert stopped == 0, stream.log_tail()
+    assert "unavailable" in stream.log_file.read_text(), "the outage was not noticed"
+    _assert_exactly_once_everywhere(spark, settings, list(frame.TRANSACTION_ID))
