@@ -104,14 +104,11 @@ def _backfill(args, settings) -> int:
 
 def _stream(args, settings) -> int:
     from fraud.spark import spark_session
-    from fraud.stream import run_stream, sigterm_as_interrupt
+    from fraud.stream import run_stream, stop_on_signals
 
-    sigterm_as_interrupt()
-    try:
-        with spark_session(settings, "fraud-stream", extra_conf={"spark.ui.showConsoleProgress": "false"}) as spark:
-            run_stream(spark, settings, tuple(args.sinks.split(",")), args.model)
-    except KeyboardInterrupt:  # asked to stop before the queries ran: nothing to stop
-        pass
+    stop = stop_on_signals()
+    with spark_session(settings, "fraud-stream", extra_conf={"spark.ui.showConsoleProgress": "false"}) as spark:
+        run_stream(spark, settings, tuple(args.sinks.split(",")), stop, args.model)
     return 0
 
 
@@ -121,17 +118,21 @@ def _run(args, settings) -> int:
 
 
 def _produce(args, settings) -> int:
-    from fraud.producer import Pace, load_history, replay
+    from fraud.producer import Pace, labels_still_due, load_history, replay
 
+    labels_due = None
     if args.simulate:
         from fraud.simulator import Simulator
         start = datetime.fromisoformat(args.start) if args.start else datetime(2026, 1, 1)
         history = Simulator(args.customers, args.terminals, seed=args.seed, start=start,
                             first_id=args.first_id).transactions()
     else:
-        history = load_history(_dataset_or(args.input, settings), args.start)
+        dataset = _dataset_or(args.input, settings)
+        history = load_history(dataset, args.start)
+        if args.start:  # a resumed replay also sends the labels the earlier one had not reached yet
+            labels_due = labels_still_due(dataset, args.start, args.delay_days)
     summary = replay(settings, history, Pace(rate=args.rate, speedup=args.speedup), args.delay_days,
-                     limit=args.limit)
+                     limit=args.limit, labels_due=labels_due)
     print(json.dumps(summary))
     return 0
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import signal
+import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -264,28 +265,31 @@ def start_stream(spark: SparkSession, settings: Settings, sinks: tuple[str, ...]
     return [intake, scoring]
 
 
-def run_stream(spark: SparkSession, settings: Settings, sinks: tuple[str, ...],
+def run_stream(spark: SparkSession, settings: Settings, sinks: tuple[str, ...], stop: threading.Event,
                model: str | Path | None = None) -> None:
-    """Run both queries until Ctrl-C (or SIGTERM, see ``sigterm_as_interrupt``): a clean stop; or until one
-    fails: its error is raised, the other query is stopped."""
+    """Run both queries until ``stop`` is set (see ``stop_on_signals``): a clean stop; or until one fails:
+    its error is raised, the other query is stopped."""
     queries = []
     try:
-        queries = start_stream(spark, settings, sinks, model)
-        log.info("stream running: checkpoints in %s; Ctrl-C stops it", settings.checkpoint_dir)
-        spark.streams.awaitAnyTermination()
-    except KeyboardInterrupt:
-        log.info("stopping the stream once the micro-batches in progress are written")
+        if not stop.is_set():
+            queries = start_stream(spark, settings, sinks, model)
+            log.info("stream running: checkpoints in %s; Ctrl-C stops it", settings.checkpoint_dir)
+        while not stop.is_set() and not spark.streams.awaitAnyTermination(1):
+            pass
+        if stop.is_set():
+            log.info("stopping the stream once the micro-batches in progress are written")
     finally:
         for query in queries:
             _stop_between_batches(query)
 
 
-def sigterm_as_interrupt() -> None:
-    """SIGTERM (a service manager, ``kill``) stops the stream as cleanly as Ctrl-C."""
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, interrupt)
+def stop_on_signals() -> threading.Event:
+    """An event set by Ctrl-C or SIGTERM (a service manager, ``kill``): the stream stops between
+    micro-batches instead of being interrupted inside a call to the JVM."""
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    return stop
 
 
 def _stop_between_batches(query: StreamingQuery, patience_s: float = 120.0) -> None:
