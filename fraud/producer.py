@@ -53,6 +53,13 @@ def load_history(path: str | Path, start: str | None = None) -> pd.DataFrame:
     return frame.sort_values(["TX_DATETIME", "TRANSACTION_ID"], kind="stable")
 
 
+def labels_still_due(path: str | Path, start: str, delay_days: int = 7) -> pd.DataFrame:
+    """Transactions before ``start`` whose labels are due at or after it (event time + delay >= start): what a
+    replay resumed at ``start`` must still publish, because the replay before it stopped first."""
+    frame = load_history(path, pd.Timestamp(start) - pd.Timedelta(days=delay_days))
+    return frame[frame.TX_DATETIME < pd.Timestamp(start)]
+
+
 def transaction_message(row) -> bytes:
     return json.dumps({"transaction_id": int(row.TRANSACTION_ID), "tx_datetime": row.TX_DATETIME.isoformat(),
                        "customer_id": int(row.CUSTOMER_ID), "terminal_id": int(row.TERMINAL_ID),
@@ -66,12 +73,15 @@ def label_message(row) -> bytes:
 
 
 def replay(settings: Settings, history: pd.DataFrame | Iterable, pace: Pace, delay_days: int = 7,
-           progress: bool = True, limit: int | None = None) -> dict[str, object]:
+           progress: bool = True, limit: int | None = None,
+           labels_due: pd.DataFrame | None = None) -> dict[str, object]:
     """Send ``history`` at ``pace``; returns a summary.
 
     ``history`` is a frame from load_history, or any iterable of rows with the same
     fields in event-time order (the simulator's endless stream), cut at ``limit``.
-    Ctrl-C stops the replay cleanly: what was sent is flushed and summarised.
+    ``labels_due`` (from ``labels_still_due``) are earlier transactions whose labels
+    are still to be sent when their time comes. Ctrl-C stops the replay cleanly:
+    what was sent is flushed and summarised.
     """
     if isinstance(history, pd.DataFrame):
         history = history.itertuples(index=False)
@@ -80,7 +90,8 @@ def replay(settings: Settings, history: pd.DataFrame | Iterable, pace: Pace, del
     producer = Producer({**settings.kafka.client_config(), "enable.idempotence": True,
                          "linger.ms": 5, "compression.type": "lz4"})
     delay = pd.Timedelta(days=delay_days)
-    pending: deque = deque()  # labels in event-time order, waiting for event time + delay
+    # labels in event-time order, waiting for event time + delay
+    pending: deque = deque(labels_due.itertuples(index=False) if labels_due is not None else ())
     first_event = last_event = None
     sent = labels = 0
     began = time.monotonic()

@@ -4,20 +4,23 @@ It brings the stack up, starts the streaming scorer and a producer as child
 processes (logs under ``<state_dir>/logs``), and prints where to look and the
 counts so far. The producer replays the published dataset when the data
 directory has it, otherwise the simulator's endless stream; either way it
-resumes after the last transaction already scored, so a second run adds new
-transactions instead of repeating old ones. Ctrl-C stops the producer, then
+resumes after the last transaction already in the raw topic, so a second run
+adds new transactions instead of repeating old ones. Ctrl-C stops the producer, then
 the stream (between micro-batches), then returns.
 """
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
 import time
+import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
+from confluent_kafka import Consumer, TopicPartition
 
 from fraud.config import PROJECT_ROOT, Settings
 from fraud.data import TRANSACTIONS
@@ -26,6 +29,7 @@ from fraud.stack.manager import stack_up
 from fraud.stack.mariadb import connect
 
 REPORT_EVERY_S = 10
+TAIL = 100  # records read back from the end of each raw partition to find where the producer stopped
 
 
 def _child(args: list[str], log: Path) -> subprocess.Popen:
@@ -34,24 +38,46 @@ def _child(args: list[str], log: Path) -> subprocess.Popen:
                                 cwd=PROJECT_ROOT, start_new_session=True)
 
 
-def _last_scored(settings: Settings, below: int | None = None) -> tuple[datetime | None, int | None]:
-    """Event time and id of the scored transaction with the largest id (below ``below``, if given)."""
-    with connect(settings) as conn, conn.cursor() as cur:
-        cur.execute("SELECT tx_datetime, transaction_id FROM scored_transactions WHERE transaction_id <= %s "
-                    "ORDER BY transaction_id DESC LIMIT 1", (below if below is not None else 2 ** 63 - 1,))
-        row = cur.fetchone()
-    return row if row else (None, None)
+def last_produced(settings: Settings, below: int | None = None) -> tuple[datetime | None, int | None]:
+    """Event time and id of the newest transaction (id <= ``below``, if given) among the last TAIL records of
+    each partition of the raw topic: Kafka, not the sinks, knows what was sent but not yet scored."""
+    topic, best = settings.kafka.topics.raw, (None, None)
+    consumer = Consumer({**settings.kafka.client_config(), "group.id": f"fraud-run-{uuid.uuid4().hex}",
+                         "enable.auto.commit": False})
+    try:
+        for partition in consumer.list_topics(topic, timeout=10).topics[topic].partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+            consumer.assign([TopicPartition(topic, partition, max(low, high - TAIL))])
+            offset = max(low, high - TAIL) - 1
+            while offset < high - 1:
+                messages = consumer.consume(num_messages=TAIL, timeout=10)
+                if not messages:
+                    break
+                for message in messages:
+                    if message.error():
+                        continue
+                    offset = message.offset()
+                    try:
+                        event = json.loads(message.value())
+                        candidate = (datetime.fromisoformat(event["tx_datetime"]), int(event["transaction_id"]))
+                    except (TypeError, ValueError, KeyError):  # a broken record: the dead letters' business
+                        continue
+                    if (below is None or candidate[1] <= below) and (best[1] is None or candidate[1] > best[1]):
+                        best = candidate
+    finally:
+        consumer.close()
+    return best
 
 
 def producer_args(settings: Settings, rate: float) -> list[str]:
-    """Replay the dataset (or simulate) from just after the last transaction of it already scored."""
+    """Replay the dataset (or simulate) from just after the last transaction of it already sent."""
     dataset = settings.data_dir / TRANSACTIONS if settings.data_dir else None
     args = ["produce", "--rate", str(rate)]
     if dataset is not None and dataset.exists():  # ids grow with time in the dataset
-        last_time, _ = _last_scored(settings, below=int(pd.read_parquet(dataset, columns=["TRANSACTION_ID"]).max()))
+        last_time, _ = last_produced(settings, below=int(pd.read_parquet(dataset, columns=["TRANSACTION_ID"]).TRANSACTION_ID.max()))
         return args + ["--input", str(dataset)] + (
             ["--start", (last_time + timedelta(microseconds=1)).isoformat()] if last_time else [])
-    last_time, last_id = _last_scored(settings)
+    last_time, last_id = last_produced(settings)
     next_day = (last_time + timedelta(days=1)).date().isoformat() if last_time else "2026-01-01"
     return args + ["--simulate", "--start", next_day, "--first-id", str((last_id or -1) + 1)]
 

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from fraud.producer import Pace, load_history, replay
+from fraud.producer import Pace, labels_still_due, load_history, replay
 from fraud.roundtrip import end_offsets
 from fraud.simulator import SCENARIOS, Simulator
 
@@ -67,6 +67,23 @@ def test_replay_sends_every_transaction_in_order_and_labels_after_the_delay(stac
     assert sorted(label["transaction_id"] for label in labels) == sorted(known.TRANSACTION_ID)
     frauds = dict(zip(history.TRANSACTION_ID, history.TX_FRAUD))
     assert all(label["tx_fraud"] == frauds[label["transaction_id"]] for label in labels)
+
+
+def test_a_resumed_replay_also_sends_the_labels_the_earlier_one_had_not_reached(stack, data_dir, tmp_path):
+    full = pd.read_parquet(data_dir / "transactions.parquet")
+    path = tmp_path / "sample.parquet"
+    full[full.TX_DATETIME < "2018-04-13"].groupby(full.TX_DATETIME.dt.date).head(50).to_parquet(path, index=False)
+    history, due = load_history(path, "2018-04-06"), labels_still_due(path, "2018-04-06")
+    assert due.TX_DATETIME.min() >= pd.Timestamp("2018-03-30") and due.TX_DATETIME.max() < pd.Timestamp("2018-04-06")
+    labels_start = end_offsets(stack, stack.kafka.topics.labels)
+
+    summary = replay(stack, history, Pace(rate=20_000), progress=False, labels_due=due)
+
+    both = pd.concat([due, history])
+    known = both[both.TX_DATETIME + pd.Timedelta(days=7) <= history.TX_DATETIME.max()]
+    labels = [json.loads(m.value()) for m in _consume(stack, stack.kafka.topics.labels, labels_start)]
+    assert sorted(label["transaction_id"] for label in labels) == sorted(known.TRANSACTION_ID)
+    assert summary["labels"] == len(known) and (known.TX_DATETIME < pd.Timestamp("2018-04-06")).any()
 
 
 def test_simulator_is_deterministic_ordered_and_has_every_scenario():
