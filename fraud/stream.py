@@ -122,7 +122,7 @@ class ModelServer:
         self.spark, self.settings, self.log_dir = spark, settings, log_dir
         self.source = Path(source) if Path(source).is_absolute() else PROJECT_ROOT / source
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        self._served: tuple[tuple[str, float], ServedModel] | None = None
+        self._loaded: tuple[tuple[str, float], ModelArtifact, Column] | None = None  # (folder, mtime), model, UDF
 
     def newest(self) -> Path:
         if (self.source / METADATA_FILE).exists():
@@ -144,20 +144,19 @@ class ModelServer:
             for old in self.log_dir.glob("*.json"):  # keep the log short: only the last batches can replay
                 if old.stem.isdigit() and int(old.stem) < batch_id - 100:
                     old.unlink()
-        folder = Path(record["model"])
-        served = self._load(folder)
-        scored_at = datetime.fromisoformat(record["scored_at"]).replace(tzinfo=None)
-        return ServedModel(served.artifact, served.score, scored_at)
+        artifact, score = self._load(Path(record["model"]))
+        return ServedModel(artifact, score, datetime.fromisoformat(record["scored_at"]).replace(tzinfo=None))
 
-    def _load(self, folder: Path) -> ServedModel:
+    def _load(self, folder: Path) -> tuple[ModelArtifact, Column]:
+        """The model in ``folder`` and its scoring UDF, reloaded only when its metadata.json changed."""
         stamp = (str(folder), (folder / METADATA_FILE).stat().st_mtime)
-        if self._served is None or self._served[0] != stamp:
+        if self._loaded is None or self._loaded[0] != stamp:
             artifact = self._with_configured_thresholds(load_model(folder))
-            previous = self._served[1].artifact.version if self._served else None
+            previous = self._loaded[1].version if self._loaded else None
             log.info("serving model %s from %s%s", artifact.version, folder,
                      f" (was {previous})" if previous else "")
-            self._served = (stamp, ServedModel(artifact, score_column(self.spark, artifact), datetime.min))
-        return self._served[1]
+            self._loaded = (stamp, artifact, score_column(self.spark, artifact))
+        return self._loaded[1], self._loaded[2]
 
     def _with_configured_thresholds(self, artifact: ModelArtifact) -> ModelArtifact:
         conf = self.settings.stream
