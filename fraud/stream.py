@@ -190,13 +190,11 @@ class ScoringBatches:
             if counts.get(True, 0) != counts.get(False, 0):
                 log.warning("batch %d: %s card and %s terminal halves; a transaction id reused with another card "
                             "or terminal keeps its first version", batch_id, counts.get(True, 0), counts.get(False, 0))
-            long = lambda name: F.col(name).cast("long")  # noqa: E731
+            long = lambda name: F.col(name).cast("long")  # noqa: E731  (the operator hands back doubles)
             cards = halves.where(is_card).drop(*TERMINAL_FEATURES)
-            terminals = halves.where(~is_card).select(long("transaction_id").alias("transaction_id"),
-                                                      *TERMINAL_FEATURES)
-            features = cards.select(long("transaction_id").alias("transaction_id"), *cards.columns[1:]).join(
-                terminals, "transaction_id").select(
-                F.col("transaction_id").alias("TRANSACTION_ID"),
+            terminals = halves.where(~is_card).select("transaction_id", *TERMINAL_FEATURES)
+            features = cards.join(terminals, "transaction_id").select(  # ids below 2^53: exact as doubles
+                long("transaction_id").alias("TRANSACTION_ID"),
                 F.timestamp_micros(long("event_us")).alias("TX_DATETIME"),
                 long("customer_id").alias("CUSTOMER_ID"), long("terminal_id").alias("TERMINAL_ID"),
                 F.col("tx_amount").alias("TX_AMOUNT"), F.timestamp_micros(long("kafka_us")).alias("_KAFKA_TIMESTAMP"),
