@@ -20,7 +20,8 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from fraud.config import Settings
-from fraud.schemas import SCORED_ROW, TRANSACTION_MESSAGE
+from fraud.schemas import FEATURES_COLUMN, SCORED_ROW, TRANSACTION_MESSAGE
+from fraud.scoring import FEATURES_TYPE
 from fraud.stack.elasticsearch import elasticsearch_client
 from fraud.stack.mariadb import connect
 from fraud.sinks import SINKS, write_to_sinks
@@ -67,7 +68,8 @@ def produce_events(settings: Settings, events: list[dict]) -> RoundTrip:
 
 
 def parse_transactions(raw: DataFrame) -> DataFrame:
-    """Kafka records -> rows of the scored-row shape (no score yet)."""
+    """Kafka records -> rows of the scored-row shape (no score, no features yet), so they share the sinks'
+    tables with the stream and the backfill."""
     parsed = raw.select(F.from_json(F.col("value").cast("string"), TRANSACTION_MESSAGE).alias("m"),
                         F.col("timestamp").alias("kafka_timestamp"))
     return parsed.select(
@@ -75,7 +77,8 @@ def parse_transactions(raw: DataFrame) -> DataFrame:
         "m.terminal_id", "m.tx_amount",
         *(F.lit(None).cast(SCORED_ROW[name].dataType).alias(name)
           for name in ("fraud_score", "decision", "reason_codes", "model_version")),
-        "kafka_timestamp", F.current_timestamp().alias("scored_at"))
+        "kafka_timestamp", F.current_timestamp().alias("scored_at"),
+        F.lit(None).cast(FEATURES_TYPE).alias(FEATURES_COLUMN))
 
 
 def write_all_sinks(batch: DataFrame, batch_id: int, settings: Settings) -> None:

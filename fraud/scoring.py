@@ -10,11 +10,16 @@ from __future__ import annotations
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
+from pyspark.sql.types import DoubleType, StructField, StructType
 
 from fraud.features import EXTRA_FEATURES, HANDBOOK_FEATURES, add_all_features
 from fraud.schemas import FEATURES_COLUMN, SCORED_ROW
 from training.artifacts import ModelArtifact
 from udfs.scoring import score_column
+
+
+# the type of the FEATURES_COLUMN struct: every feature, as a double
+FEATURES_TYPE = StructType([StructField(name, DoubleType()) for name in [*HANDBOOK_FEATURES, *EXTRA_FEATURES]])
 
 
 def scored_rows(features: DataFrame, score: Column, kafka_timestamp: Column, scored_at: Column) -> DataFrame:
@@ -31,7 +36,7 @@ def scored_rows(features: DataFrame, score: Column, kafka_timestamp: Column, sco
         "_score.fraud_score", "_score.decision", "_score.reason_codes", "_score.model_version",
         kafka_timestamp.cast("timestamp").alias("kafka_timestamp"),
         scored_at.cast("timestamp").alias("scored_at"),
-        F.struct(*(F.col(name).cast("double").alias(name) for name in [*HANDBOOK_FEATURES, *EXTRA_FEATURES]))
+        F.struct(*(F.col(name).cast("double").alias(name) for name in FEATURES_TYPE.fieldNames()))
         .alias(FEATURES_COLUMN),
     ).select(*SCORED_ROW.fieldNames(), FEATURES_COLUMN)
 

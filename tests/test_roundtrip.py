@@ -11,6 +11,8 @@ from pyspark.sql import functions as F
 
 from fraud.roundtrip import (count_in_sinks, end_offsets, new_first_id, parse_transactions, produce_events,
                              run_roundtrip, synthetic_events, write_all_sinks)
+from fraud.schemas import FEATURES_COLUMN
+from fraud.scoring import FEATURES_TYPE
 from fraud.stack.elasticsearch import elasticsearch_client
 from fraud.stack.mariadb import connect
 
@@ -125,3 +127,5 @@ def test_writing_one_batch_twice_keeps_one_row_per_transaction(settings, spark):
     assert len(_es_docs(stack, first, last)) == 50
     assert spark.read.format("delta").load(delta_path).count() == 50
     assert spark.read.format("delta").load(delta_path).where(F.col("tx_amount").isNull()).count() == 0
+    # the stream and the backfill append to this table too: same columns, same feature struct
+    assert spark.read.format("delta").load(delta_path).schema[FEATURES_COLUMN].dataType == FEATURES_TYPE
