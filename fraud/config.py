@@ -133,6 +133,13 @@ class StreamConf:
 
 
 @dataclass(frozen=True)
+class DashboardConf:
+    host: str                     # 127.0.0.1: only this machine; 0.0.0.0 inside a container
+    port: int
+    refresh_seconds: float        # how often the page polls for new data
+
+
+@dataclass(frozen=True)
 class Settings:
     state_dir: Path
     data_dir: Path | None
@@ -142,6 +149,7 @@ class Settings:
     mysql: MysqlConf
     spark: SparkConf
     stream: StreamConf
+    dashboard: DashboardConf
 
     @property
     def secrets_file(self) -> Path:
@@ -267,7 +275,7 @@ def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None 
     for name, port in (("kafka.port", settings.kafka.port), ("kafka.controller_port", settings.kafka.controller_port),
                        ("elasticsearch.port", settings.elasticsearch.port),
                        ("elasticsearch.transport_port", settings.elasticsearch.transport_port),
-                       ("mysql.port", settings.mysql.port)):
+                       ("mysql.port", settings.mysql.port), ("dashboard.port", settings.dashboard.port)):
         if not 0 < port < 65536:
             raise ConfigError(f"'{name}' must be a TCP port, got {port}")
     if settings.kafka.partitions < 1:
