@@ -70,7 +70,8 @@ def write_to_mysql(df: DataFrame, settings: Settings, table: str, stage_tag: str
 
 
 def write_to_elasticsearch(df: DataFrame, settings: Settings) -> None:
-    """Index ``df`` into the alias with the document id = transaction id (a rewrite replaces)."""
+    """Upsert ``df`` into the alias with the document id = transaction id: a rewrite replaces the fields it
+    carries and keeps the others, so a score and a label arriving in either order end up in one document."""
     conf = settings.elasticsearch
     (df.write.format("org.elasticsearch.spark.sql")
         .option("es.nodes", conf.host).option("es.port", str(conf.port))
@@ -79,7 +80,7 @@ def write_to_elasticsearch(df: DataFrame, settings: Settings) -> None:
         .options(**({"es.net.http.auth.user": conf.username, "es.net.http.auth.pass": conf.password}
                     if conf.username else {}))
         .option("es.mapping.id", KEY)
-        .option("es.write.operation", "index")
+        .option("es.write.operation", "upsert")
         .option("es.index.auto.create", "false")
         .option("es.mapping.date.rich", "true")
         .mode("append").save(conf.index))

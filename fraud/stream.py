@@ -6,7 +6,8 @@ and validate every record (``fraud.validation``):
 - **intake**: records that do not fit go to ``transactions.deadletter`` and MySQL
   ``dead_letters`` with their reason and payload; valid transactions and labels are
   archived in Delta (``transactions_raw``, ``labels``), the source for backfills and
-  retraining.
+  retraining; labels are also added to their transaction's Elasticsearch document
+  (``tx_fraud``), which the dashboards' model performance reads.
 - **scoring**: valid records go through the per-card and per-terminal state
   (``fraud.stream_state``, one ``applyInPandasWithState`` operator releasing
   transactions in Kafka-time order); each micro-batch joins the two halves of every released
@@ -14,7 +15,8 @@ and validate every record (``fraud.validation``):
   a pandas UDF and writes them to the result topic, MySQL, Elasticsearch and Delta
   (``fraud.sinks``: idempotent, keyed by transaction id).
 
-Both queries keep their checkpoints under ``stream.checkpoint_dir``. A micro-batch
+Both queries keep their checkpoints under ``stream.checkpoint_dir`` and report each
+micro-batch to MySQL ``stream_progress`` (``fraud.stream_progress``). A micro-batch
 replayed after a crash holds the same records and state, and the batch log pins
 its model and scoring time, so it produces identical rows; the sinks absorb the
 repeat (upserts, document ids, idempotent Delta appends; the result topic may
@@ -41,7 +43,8 @@ from pyspark.sql.streaming.state import GroupState, GroupStateTimeout
 from fraud.config import PROJECT_ROOT, Settings
 from fraud.features import add_calendar_features
 from fraud.scoring import scored_rows
-from fraud.sinks import with_retries, write_dead_letters, write_to_delta, write_to_sinks
+from fraud.sinks import with_retries, write_dead_letters, write_to_delta, write_to_elasticsearch, write_to_sinks
+from fraud.stream_progress import ProgressToMysql
 from fraud.stream_state import (BUCKETS, CUSTOMER, CUSTOMER_FEATURES, INPUT_COLUMNS, OUTPUT_SCHEMA, STATE_SCHEMA,
                                 TERMINAL, TERMINAL_FEATURES, KeyState, advance)
 from fraud.validation import validate_records
@@ -212,10 +215,11 @@ class ScoringBatches:
 
 
 class IntakeBatches:
-    """foreachBatch of the intake query: dead letters out, valid transactions and labels archived."""
+    """foreachBatch of the intake query: dead letters out, valid transactions and labels archived, labels
+    added to their Elasticsearch documents (when Elasticsearch is one of the sinks)."""
 
-    def __init__(self, settings: Settings, checkpoint: Path):
-        self.settings, self.checkpoint = settings, checkpoint
+    def __init__(self, settings: Settings, sinks: tuple[str, ...], checkpoint: Path):
+        self.settings, self.sinks, self.checkpoint = settings, sinks, checkpoint
 
     def __call__(self, validated: DataFrame, batch_id: int) -> None:
         began = time.monotonic()
@@ -236,8 +240,11 @@ class IntakeBatches:
                 write_to_delta(valid.where(F.col("kafka_topic") == topics.raw)
                                .select(*archive, "tx_amount", "payload", *kafka), self.settings.raw_table, batch)
             if counts.get("label"):
-                write_to_delta(valid.where(F.col("kafka_topic") == topics.labels)
-                               .select(*archive, "tx_fraud", *kafka), self.settings.labels_table, batch)
+                labels = valid.where(F.col("kafka_topic") == topics.labels)
+                write_to_delta(labels.select(*archive, "tx_fraud", *kafka), self.settings.labels_table, batch)
+                if "elasticsearch" in self.sinks:
+                    with_retries(lambda: write_to_elasticsearch(
+                        labels.select(*archive, F.col("tx_fraud").cast("byte")), self.settings), "elasticsearch")
         finally:
             rows.unpersist()
         if counts:
@@ -253,8 +260,9 @@ def start_stream(spark: SparkSession, settings: Settings, sinks: tuple[str, ...]
     root = settings.checkpoint_dir
     models = ModelServer(spark, settings, model or settings.stream.model, root / "batch-log")
     models.newest()  # fail now, not in the first batch, when there is no model
+    spark.streams.addListener(ProgressToMysql(settings))
     intake = (validated.writeStream.queryName(f"fraud-{INTAKE}")
-              .foreachBatch(IntakeBatches(settings, root / INTAKE))
+              .foreachBatch(IntakeBatches(settings, sinks, root / INTAKE))
               .option("checkpointLocation", str(root / INTAKE)).trigger(**trigger).start())
     scoring = (released_halves(validated, settings).writeStream.queryName(f"fraud-{SCORING}")
                .foreachBatch(ScoringBatches(settings, models, sinks, root / SCORING))

@@ -33,17 +33,6 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     PRIMARY KEY (source_topic, source_partition, source_offset)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4;
 
--- Fraud labels as they arrive on the labels topic (the dashboard's model performance),
--- upserted by transaction id.
-CREATE TABLE IF NOT EXISTS labels (
-    transaction_id   BIGINT        NOT NULL,
-    tx_fraud         TINYINT       NOT NULL,
-    tx_datetime      DATETIME(6)   NOT NULL,
-    kafka_timestamp  DATETIME(3)   NULL,
-    PRIMARY KEY (transaction_id),
-    KEY idx_labels_tx_datetime (tx_datetime)
-) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4;
-
 -- One row per micro-batch of each streaming query (pipeline health), from Spark's
 -- query progress; a batch redone after a restart overwrites its row.
 CREATE TABLE IF NOT EXISTS stream_progress (

@@ -44,13 +44,15 @@ def create_tables(settings: Settings) -> None:
 
 
 def create_index(settings: Settings) -> bool:
-    """Install the index template and the first index behind the alias; True if created."""
+    """Install the index template and the first index behind the alias; True if created. An existing index
+    gets the fields added to the template since it was created (a mapping only ever grows)."""
     es = elasticsearch_client(settings)
     alias = settings.elasticsearch.index
     template = json.loads(INDEX_TEMPLATE.read_text())
     template["index_patterns"] = [f"{alias}-*"]
     es.indices.put_index_template(name=alias, **template)
     if es.indices.exists_alias(name=alias):
+        es.indices.put_mapping(index=alias, properties=template["template"]["mappings"]["properties"])
         return False
     es.indices.create(index=f"{alias}-000001", aliases={alias: {"is_write_index": True}})
     return True

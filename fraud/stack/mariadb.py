@@ -71,8 +71,8 @@ def admin_sql(settings: Settings, sql: str) -> str:
     return result.stdout
 
 
-def connect(settings: Settings, database: str | None = None):
-    """A mysql-connector connection as the application user."""
+def connect(settings: Settings, database: str | None = None, **options):
+    """A mysql-connector connection as the application user (``options``: e.g. ``connection_timeout``)."""
     conf = settings.mysql
     return mysql.connector.connect(host=conf.host, port=conf.port, user=conf.user, password=conf.password,
-                                   database=database or conf.database, autocommit=True)
+                                   database=database or conf.database, autocommit=True, **options)
