@@ -112,6 +112,12 @@ def _stream(args, settings) -> int:
     return 0
 
 
+def _dashboard(args, settings) -> int:
+    from fraud.dashboard import serve
+    serve(settings, args.host, args.port)
+    return 0
+
+
 def _run(args, settings) -> int:
     from fraud.run import run_pipeline
     return run_pipeline(settings, args.rate, args.model)
@@ -226,6 +232,15 @@ def build_parser() -> argparse.ArgumentParser:
     stream.add_argument("--sinks", default="delta,mysql,elasticsearch,kafka",
                         help="comma-separated subset of delta,mysql,elasticsearch,kafka (default: all)")
     stream.set_defaults(func=_stream)
+
+    dashboard = sub.add_parser("dashboard", help="the live web dashboard (reads Elasticsearch and MySQL)",
+                               description="Serves the live dashboard: incoming transaction patterns, alerts "
+                                           "(searchable), model performance as labels arrive, pipeline health. "
+                                           "Settings: the dashboard section of the configuration "
+                                           "(FRAUD_DASHBOARD_*).")
+    dashboard.add_argument("--host", help="address to bind (default: dashboard.host, 127.0.0.1)")
+    dashboard.add_argument("--port", type=int, help="port (default: dashboard.port, 8050)")
+    dashboard.set_defaults(func=_dashboard)
 
     run = sub.add_parser("run", help="the whole pipeline on the local stack: stack up, stream, producer, live "
                                      "counts (what `make run` starts; Ctrl-C stops it)",

@@ -1,12 +1,12 @@
 """``fraud run`` (what ``make run`` starts): the whole pipeline on the local stack until Ctrl-C.
 
-It brings the stack up, starts the streaming scorer and a producer as child
-processes (logs under ``<state_dir>/logs``), and prints where to look and the
-counts so far. The producer replays the published dataset when the data
+It brings the stack up, starts the streaming scorer, a producer and the live
+dashboard as child processes (logs under ``<state_dir>/logs``), and prints where
+to look and the counts so far. The producer replays the published dataset when the data
 directory has it, otherwise the simulator's endless stream; either way it
 resumes after the last transaction already in the raw topic, so a second run
 adds new transactions instead of repeating old ones. Ctrl-C stops the producer, then
-the stream (between micro-batches), then returns.
+the stream (between micro-batches), then the dashboard, then returns.
 """
 from __future__ import annotations
 
@@ -110,17 +110,19 @@ def run_pipeline(settings: Settings, rate: float, model: str | None) -> int:
     produce = producer_args(settings, rate)
     stream = _child(["stream", *(["--model", model] if model else [])], logs / "stream.log")
     producer = _child(produce, logs / "producer.log")
+    dashboard = _child(["dashboard"], logs / "dashboard.log")
     mysql, es = settings.mysql, settings.elasticsearch
     print(f"""
 fraud pipeline running ({datetime.now():%H:%M:%S})
   producer     {' '.join(produce)}  (log {logs / 'producer.log'})
+  dashboard    http://{settings.dashboard.host}:{settings.dashboard.port}/  (log {logs / 'dashboard.log'})
   stream       fraud stream  (log {logs / 'stream.log'}; Spark UI http://127.0.0.1:4040)
   results      MySQL {mysql.host}:{mysql.port}/{mysql.database}.scored_transactions (user {mysql.user}, password in
                {settings.secrets_file}), Elasticsearch {es.url}/{es.index}, Kafka topic {settings.kafka.topics.scored}
   dead letters MySQL dead_letters, Kafka topic {settings.kafka.topics.deadletter}
   stop         Ctrl-C (the services keep running: `make stack-down` stops them)
 """, flush=True)
-    code = 0
+    code, dashboard_gone = 0, False
     try:
         while True:
             time.sleep(REPORT_EVERY_S)
@@ -129,6 +131,10 @@ fraud pipeline running ({datetime.now():%H:%M:%S})
                 print(f"the stream stopped (exit {stream.returncode}); see {logs / 'stream.log'}", file=sys.stderr)
                 code = 1
                 break
+            if dashboard.poll() is not None and not dashboard_gone:  # the pipeline goes on without it
+                print(f"the dashboard stopped (exit {dashboard.returncode}); see {logs / 'dashboard.log'}",
+                      file=sys.stderr)
+                dashboard_gone = True
             if producer.poll() is not None and producer.returncode != 0:
                 print(f"the producer stopped (exit {producer.returncode}); see {logs / 'producer.log'}",
                       file=sys.stderr)
@@ -136,7 +142,7 @@ fraud pipeline running ({datetime.now():%H:%M:%S})
                 break
     except KeyboardInterrupt:
         print("stopping: producer first, then the stream between micro-batches ...", flush=True)
-    for child, stop_signal in ((producer, signal.SIGINT), (stream, signal.SIGTERM)):
+    for child, stop_signal in ((producer, signal.SIGINT), (stream, signal.SIGTERM), (dashboard, signal.SIGTERM)):
         if child.poll() is None:
             child.send_signal(stop_signal)
             try:
