@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 from delta.tables import DeltaTable
@@ -138,7 +139,8 @@ def write_to_sinks(rows: DataFrame, settings: Settings, sinks: tuple[str, ...], 
 
     Delta keeps the ``features`` struct, the other sinks take SCORED_ROW. ``batch``
     is the stream's (query id, batch id) (see write_to_delta). The rows are
-    computed once (cached) for all sinks; returns how many got each decision.
+    computed once (cached), then written to the sinks concurrently; returns how
+    many got each decision.
     """
     unknown = set(sinks) - set(SINKS)
     if unknown:
@@ -151,10 +153,17 @@ def write_to_sinks(rows: DataFrame, settings: Settings, sinks: tuple[str, ...], 
                    "mysql": lambda: write_to_mysql(scored, settings, "scored_transactions", stage_tag),
                    "elasticsearch": lambda: write_to_elasticsearch(scored, settings),
                    "kafka": lambda: write_to_kafka(scored, settings, settings.kafka.topics.scored)}
-        for sink in sinks:
+        def write(sink: str) -> float:
             started = time.monotonic()
             with_retries(writers[sink], sink)
-            log.info("%s: %d rows written in %.1fs", sink, sum(decisions.values()), time.monotonic() - started)
+            return time.monotonic() - started
+
+        # concurrently: the sinks' driver-side waits (Delta commit, ES bulk replies, the MySQL merge) overlap;
+        # every sink is awaited, and the first failure is raised once all are done (a redo is idempotent)
+        with ThreadPoolExecutor(max_workers=max(1, len(sinks)), thread_name_prefix="sink") as pool:
+            futures = {sink: pool.submit(write, sink) for sink in sinks}
+        for sink, future in futures.items():
+            log.info("%s: %d rows written in %.1fs", sink, sum(decisions.values()), future.result())
     finally:
         rows.unpersist()
     return decisions
