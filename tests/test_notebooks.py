@@ -1,0 +1,240 @@
+"""The notebooks run headlessly, top to bottom, on small data: no cell raises and their key outputs exist.
+
+Each notebook runs in a fresh kernel of this interpreter (the venv's ipykernel), with its parameters
+and the stack given as ``FRAUD_*`` environment variables. The executed copies go to
+``test-artifacts/notebooks/`` (git-ignored) for a look at what a reader would see; the committed
+notebooks stay without outputs.
+"""
+from __future__ import annotations
+
+import ast
+import os
+import sys
+from pathlib import Path
+
+import nbformat
+import pandas as pd
+import pytest
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+
+from fraud.config import PROJECT_ROOT, Settings
+from fraud.producer import Pace, load_history, replay
+from fraud.stack.elasticsearch import elasticsearch_client
+from fraud.stack.mariadb import admin_sql
+from streaming import StreamProcess, isolated_pipeline, mysql_count
+from test_validation import BROKEN
+
+NOTEBOOKS = PROJECT_ROOT / "notebooks"
+EXECUTED = PROJECT_ROOT / "test-artifacts" / "notebooks"
+CELL_TIMEOUT_S = 600
+SMALL_SPARK = {"FRAUD_SPARK_MASTER": "local[2]", "FRAUD_SPARK_SHUFFLE_PARTITIONS": "2",
+               "FRAUD_SPARK_DRIVER_MEMORY": "1g"}
+
+
+def run_notebook(path: Path, env: dict[str, str], saved_as: str) -> nbformat.NotebookNode:
+    """Execute the notebook at ``path`` in a new kernel with ``env`` added to this environment; the
+    executed copy is saved (also when a cell fails) as test-artifacts/notebooks/``saved_as``."""
+    notebook = nbformat.read(path, as_version=4)
+    kernel_env = {key: value for key, value in os.environ.items()
+                  if key != "MPLBACKEND" and not key.startswith("FRAUD_NOTEBOOK_")}
+    client = NotebookClient(notebook, timeout=CELL_TIMEOUT_S, kernel_name="python3",
+                            resources={"metadata": {"path": str(path.parent)}})
+    kernel = client.kernel_manager_class(kernel_name="python3").format_kernel_cmd()[0]
+    assert Path(kernel).resolve() == Path(sys.executable).resolve(), f"the kernel would run {kernel}, not this venv"
+    EXECUTED.mkdir(parents=True, exist_ok=True)
+    try:
+        client.execute(env={**kernel_env, **env})
+    finally:
+        nbformat.write(notebook, EXECUTED / saved_as)
+    return notebook
+
+
+def tagged(notebook: nbformat.NotebookNode, tag: str) -> list:
+    """Outputs of the code cell tagged ``tag`` (exactly one such cell)."""
+    cells = [cell for cell in notebook.cells if tag in cell.metadata.get("tags", [])]
+    assert len(cells) == 1, f"expected one cell tagged {tag!r}, found {len(cells)}"
+    return cells[0].outputs
+
+
+def figures(notebook: nbformat.NotebookNode, tag: str) -> int:
+    return sum("image/png" in output.get("data", {}) for output in tagged(notebook, tag))
+
+
+def text(notebook: nbformat.NotebookNode, tag: str) -> str:
+    parts = []
+    for output in tagged(notebook, tag):
+        parts.append(output.get("text", ""))
+        parts += [output.get("data", {}).get(kind, "") for kind in ("text/plain", "text/markdown", "text/html")]
+    return "\n".join(parts)
+
+
+def result(notebook: nbformat.NotebookNode, tag: str) -> str:
+    """The plain-text value of the tagged cell's last expression."""
+    values = [o.data["text/plain"] for o in tagged(notebook, tag) if o.output_type == "execute_result"]
+    assert values, f"the cell tagged {tag!r} shows no value"
+    return values[-1]
+
+
+def test_the_notebooks_are_stored_without_outputs():
+    names = sorted(path.name for path in NOTEBOOKS.glob("*.ipynb"))
+    assert names == ["01-data-exploration.ipynb", "02-training-and-evaluation.ipynb", "03-stream-monitoring.ipynb"]
+    for name in names:
+        notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
+        nbformat.validate(notebook)
+        code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+        assert code and all(not cell.outputs and cell.execution_count is None for cell in code), name
+
+
+def test_a_cell_that_raises_fails_the_run(tmp_path):
+    """The runner itself can fail: a notebook whose cell raises is an error, not a pass."""
+    path = tmp_path / "raises.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1"),
+                                                   nbformat.v4.new_code_cell("raise RuntimeError('boom')")]), path)
+    with pytest.raises(CellExecutionError, match="boom"):
+        run_notebook(path, {}, "raises.ipynb")
+
+
+def test_data_exploration_on_ten_days_of_the_dataset(data_dir):
+    notebook = run_notebook(NOTEBOOKS / "01-data-exploration.ipynb",
+                            {"FRAUD_DATA_DIR": str(data_dir), "FRAUD_NOTEBOOK_START": "2018-08-01",
+                             "FRAUD_NOTEBOOK_DAYS": "10"}, "01-data-exploration.ipynb")
+    summary = text(notebook, "summary")
+    assert "transactions.parquet" in summary and "95,879" in summary  # 2018-08-01 .. 08-10
+    assert figures(notebook, "distributions") == 1
+    assert figures(notebook, "scenarios") == 1
+    for scenario in ("amount above 220", "compromised terminal", "compromised card"):
+        assert scenario in text(notebook, "scenarios")
+    assert figures(notebook, "features") == 1
+    assert "TERMINAL_ID_RISK_30DAY_WINDOW" in text(notebook, "features")
+
+
+def test_data_exploration_falls_back_to_the_simulator_without_the_dataset(tmp_path):
+    notebook = run_notebook(NOTEBOOKS / "01-data-exploration.ipynb",
+                            {"FRAUD_DATA_DIR": str(tmp_path), "FRAUD_NOTEBOOK_DAYS": "4"},
+                            "01-data-exploration-simulated.ipynb")
+    assert "fraud.simulator" in text(notebook, "summary")
+    assert [figures(notebook, tag) for tag in ("distributions", "scenarios", "features")] == [1, 1, 1]
+
+
+@pytest.fixture()
+def small_window(data_dir, tmp_path) -> Path:
+    """2018-07-25 .. 08-08 of the dataset (a temporary slice): 3 training days, the delay and the test day
+    2018-08-08, and the week before the training window, which the handbook test set looks at."""
+    path = tmp_path / "slice.parquet"
+    pd.read_parquet(data_dir / "transactions.parquet",
+                    filters=[("TX_DATETIME", ">=", pd.Timestamp("2018-07-25")),
+                             ("TX_DATETIME", "<", pd.Timestamp("2018-08-09"))]).to_parquet(path, index=False)
+    return path
+
+
+def test_training_and_evaluation_on_a_small_window(small_window, tmp_path):
+    output = tmp_path / "output"
+    output.mkdir()
+    notebook = run_notebook(NOTEBOOKS / "02-training-and-evaluation.ipynb",
+                            {**SMALL_SPARK, "FRAUD_NOTEBOOK_DATA": str(small_window), "FRAUD_NOTEBOOK_TRAIN_DAYS": "3",
+                             "FRAUD_NOTEBOOK_TEST_DAYS": "1", "FRAUD_NOTEBOOK_OUTPUT": str(output)},
+                            "02-training-and-evaluation.ipynb")
+    metrics = ast.literal_eval(result(notebook, "metrics"))
+    assert set(metrics) == {"auc", "ap", "cp100"}
+    assert 0.5 < metrics["auc"] <= 1 and 0 < metrics["ap"] <= 1 and 0 < metrics["cp100"] <= 1
+    assert figures(notebook, "report") == 4
+    assert {p.name for p in (output / "model").iterdir()} >= {"model.joblib", "metadata.json", "report"}
+    assert figures(notebook, "shipped") == 1 and "2018-09-19" in result(notebook, "shipped")
+    assert figures(notebook, "comparison") == 1
+    comparison = result(notebook, "comparison")
+    assert "on the same test days" in comparison and "handbook: random forest (default)" in comparison
+
+
+def test_training_falls_back_to_simulated_days_without_the_dataset(tmp_path):
+    """Without the dataset, 02 simulates its window. Run up to the split (and the last cell, which stops Spark):
+    training on it is the code the test above runs, and would double this file's time."""
+    notebook = nbformat.read(NOTEBOOKS / "02-training-and-evaluation.ipynb", as_version=4)
+    tags = [cell.metadata.get("tags", []) for cell in notebook.cells]
+    notebook.cells = notebook.cells[:tags.index(["data"]) + 1] + [notebook.cells[tags.index(["stop"])]]
+    path = tmp_path / "02-until-the-split.ipynb"
+    nbformat.write(notebook, path)
+    notebook = run_notebook(path, {**SMALL_SPARK, "FRAUD_DATA_DIR": str(tmp_path), "FRAUD_NOTEBOOK_TRAIN_DAYS": "2",
+                                   "FRAUD_NOTEBOOK_TEST_DAYS": "1", "FRAUD_NOTEBOOK_OUTPUT": str(tmp_path)},
+                            "02-training-and-evaluation-simulated-split.ipynb")
+    simulated = pd.read_parquet(tmp_path / "simulated.parquet")  # a week of history, 2 training days, delay, test day
+    assert str(simulated.TX_DATETIME.dtype) == "datetime64[us]"
+    assert simulated.TX_DATETIME.min() >= pd.Timestamp("2026-01-01")
+    assert simulated.TX_DATETIME.max() < pd.Timestamp("2026-01-18") <= simulated.TX_DATETIME.max() + pd.Timedelta("1h")
+    split = result(notebook, "data")
+    assert "2026-01-08T00:00:00" in split and "2026-01-17T00:00:00" in split  # train start, test start
+
+
+def _drop(settings: Settings) -> None:
+    """Remove an isolated pipeline's database, index and topics from the shared test stack."""
+    admin_sql(settings, f"DROP DATABASE IF EXISTS `{settings.mysql.database}`;")
+    es = elasticsearch_client(settings)
+    es.options(ignore_status=404).indices.delete(index=f"{settings.elasticsearch.index}-*")
+    es.options(ignore_status=404).indices.delete_index_template(name=settings.elasticsearch.index)
+    admin = AdminClient(settings.kafka.client_config())  # kept alive until the deletions are done
+    for done in admin.delete_topics(list(vars(settings.kafka.topics).values())).values():
+        done.result(30)
+
+
+@pytest.fixture()
+def empty_pipeline(stack, tmp_path):
+    settings, env = isolated_pipeline(stack, tmp_path, "nb-empty")
+    try:
+        yield env
+    finally:
+        _drop(settings)
+
+
+@pytest.fixture()
+def streamed_pipeline(stack, data_dir, tmp_path):
+    """An isolated pipeline the real stream has filled: the broken records of test_validation (dead letters),
+    then, once the stream is up, 1,500 transactions of 2018-08-01 replayed through Kafka over 7.5 s."""
+    settings, env = isolated_pipeline(stack, tmp_path, "nb-stream")
+    try:
+        broken = [value for value, _ in BROKEN if b"2027-01-01" not in (value or b"")]  # not a time bomb
+        history = load_history(data_dir / "transactions.parquet", "2018-08-01").head(1500)
+        stream = StreamProcess(env, tmp_path / "stream.log").start()
+        try:
+            producer = Producer(settings.kafka.client_config())
+            for offset, value in enumerate(broken):
+                producer.produce(settings.kafka.topics.raw, key=str(offset), value=value)
+            assert producer.flush(30) == 0
+            stream.wait_for(lambda: mysql_count(settings, "dead_letters") == len(broken), 300, "the dead letters")
+            replay(settings, history, Pace(rate=200), progress=False)  # live traffic: latency is the stream's own
+            stream.wait_for(lambda: mysql_count(settings) == len(history), 300, "every transaction scored")
+        finally:
+            stopped = stream.stop()
+        assert stopped == 0, stream.log_tail()
+        yield settings, env
+    finally:
+        _drop(settings)
+
+
+@pytest.mark.services
+def test_stream_monitoring_says_so_when_the_tables_are_empty(empty_pipeline):
+    notebook = run_notebook(NOTEBOOKS / "03-stream-monitoring.ipynb", empty_pipeline, "03-stream-monitoring-empty.ipynb")
+    assert "scored_transactions is empty" in text(notebook, "decisions")
+    assert "Nothing scored: no latency to show" in text(notebook, "latency")
+    assert "holds no scored document yet" in text(notebook, "elasticsearch")
+    assert "dead_letters is empty" in text(notebook, "dead-letters")
+    assert "stream_progress is empty" in text(notebook, "progress")
+    assert sum(figures(notebook, tag) for tag in ("decisions", "scores", "latency", "elasticsearch",
+                                                  "dead-letters", "progress")) == 0
+
+
+@pytest.mark.services
+def test_stream_monitoring_of_a_stream_that_ran(streamed_pipeline):
+    settings, env = streamed_pipeline
+    notebook = run_notebook(NOTEBOOKS / "03-stream-monitoring.ipynb", env, "03-stream-monitoring.ipynb")
+    assert "1,500 scored transactions" in text(notebook, "decisions")
+    assert figures(notebook, "decisions") == 1 and figures(notebook, "scores") == 1
+    assert figures(notebook, "latency") == 1 and "50%" in text(notebook, "latency")
+    assert figures(notebook, "elasticsearch") == 1 and "1,500 scored documents" in text(notebook, "elasticsearch")
+    letters = text(notebook, "dead-letters")
+    assert figures(notebook, "dead-letters") == 1 and "malformed JSON" in letters and "empty payload" in letters
+    if mysql_count(settings, "stream_progress"):
+        assert figures(notebook, "progress") == 1 and "fraud-scoring" in text(notebook, "progress")
+    else:  # the stream of this tree does not report its batches
+        assert "stream_progress is empty" in text(notebook, "progress")
