@@ -3,18 +3,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure  # figures drawn to files without pyplot: no backend is switched
+from sklearn.inspection import permutation_importance
+from sklearn.metrics import ConfusionMatrixDisplay, PrecisionRecallDisplay, RocCurveDisplay, confusion_matrix
 
-matplotlib.use("Agg")  # files only, no display
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from sklearn.inspection import permutation_importance  # noqa: E402
-from sklearn.metrics import (ConfusionMatrixDisplay, PrecisionRecallDisplay, RocCurveDisplay,  # noqa: E402
-                             confusion_matrix)
-
-from training.artifacts import ModelArtifact, model_inputs  # noqa: E402
-from training.thresholds import decide  # noqa: E402
+from training.artifacts import ModelArtifact, model_inputs
+from training.thresholds import decide
 
 PUBLISHED = {  # the handbook's best published results on the 2018-08-08 week (AUC / AP / CP@100)
     "logistic regression (default)": (0.871, 0.606, 0.291),
@@ -28,7 +24,6 @@ PUBLISHED = {  # the handbook's best published results on the 2018-08-08 week (A
 def _save(fig, path: Path) -> str:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path.name
 
 
@@ -39,14 +34,16 @@ def write_report(model_dir: Path, artifact: ModelArtifact, test: pd.DataFrame, s
     review, block = artifact.thresholds["review"], artifact.thresholds["block"]
     plots = []
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
+    fig = Figure(figsize=(11, 4.5))
+    left, right = fig.subplots(1, 2)
     PrecisionRecallDisplay.from_predictions(labels, scores, ax=left, name=artifact.version)
     left.set_title("Precision-recall (test week)")
     RocCurveDisplay.from_predictions(labels, scores, ax=right, name=artifact.version)
     right.set_title("ROC (test week)")
     plots.append(_save(fig, out / "curves.png"))
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.subplots()
     bins = np.linspace(0, 1, 51)
     ax.hist(scores[labels == 0], bins=bins, alpha=0.6, label="legitimate", log=True)
     ax.hist(scores[labels == 1], bins=bins, alpha=0.6, label="fraud", log=True)
@@ -58,7 +55,8 @@ def write_report(model_dir: Path, artifact: ModelArtifact, test: pd.DataFrame, s
     plots.append(_save(fig, out / "score_distribution.png"))
 
     decisions = decide(scores, review, block)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
+    fig = Figure(figsize=(10, 4.2))
+    axes = fig.subplots(1, 2)
     for ax, (name, flagged) in zip(axes, (("review or block", decisions != "approve"), ("block", decisions == "block"))):
         ConfusionMatrixDisplay(confusion_matrix(labels, flagged.astype(int), labels=[0, 1]),
                                display_labels=["legit", "fraud"]).plot(ax=ax, colorbar=False, values_format="d")
@@ -70,7 +68,8 @@ def write_report(model_dir: Path, artifact: ModelArtifact, test: pd.DataFrame, s
                                         sample.TX_FRAUD.to_numpy(), scoring="average_precision", n_repeats=3,
                                         random_state=0, n_jobs=1)
     order = np.argsort(importance.importances_mean)
-    fig, ax = plt.subplots(figsize=(8, 0.3 * len(order) + 1.5))
+    fig = Figure(figsize=(8, 0.3 * len(order) + 1.5))
+    ax = fig.subplots()
     ax.barh(np.array(artifact.features)[order], importance.importances_mean[order],
             xerr=importance.importances_std[order])
     ax.set(xlabel="drop in average precision when shuffled", title="Permutation feature importance (test week sample)")
