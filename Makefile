@@ -6,11 +6,17 @@ BIN    := $(VENV)/bin
 MVN    := mvn -q -B
 JAR_GROUPS := spark kafka elasticsearch
 
-.PHONY: help setup jars run test bench stack-up stack-down stack-status data clean
+.PHONY: help system-run system-test setup jars run test bench stack-up stack-down stack-status data clean
 .DEFAULT_GOAL := help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
+
+system-run:  ## Debian packages make run needs (MariaDB, ...), installed with apt when missing
+	bash scripts/system-packages.sh run
+
+system-test:  ## ... plus those the tests use (chromium, chromedriver, docker-compose, curl)
+	bash scripts/system-packages.sh test
 
 setup: $(VENV)/.installed jars  ## Python virtualenv (.venv, pinned) and JVM jars (.jars)
 
@@ -32,7 +38,7 @@ jars: $(foreach g,$(JAR_GROUPS),.jars/$(g)/.resolved)  ## resolve JVM jars from 
 	bash jvm/elasticsearch/build-home.sh .jars/elasticsearch
 	touch $@
 
-stack-up: setup  ## start Kafka, Elasticsearch and MariaDB (idempotent) and create topics/tables/index
+stack-up: system-run setup  ## start Kafka, Elasticsearch and MariaDB (idempotent) and create topics/tables/index
 	$(BIN)/fraud stack up
 
 stack-down:  ## stop the local services (data is kept in .state/)
@@ -44,7 +50,7 @@ stack-status:  ## table of services, pids, ports, health, memory, logs
 run: stack-up  ## the main job on the embedded local default
 	$(BIN)/fraud run
 
-test: setup  ## the whole test suite (starts its own stack on test ports)
+test: system-test setup  ## the whole test suite (starts its own stack on test ports)
 	$(BIN)/python -m pytest
 
 bench: setup  ## benchmarks (not tests): tables and JSON in bench-results/

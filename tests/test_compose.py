@@ -63,7 +63,7 @@ def docker_compose() -> str:
     binary = shutil.which("docker-compose")
     if binary is None:
         if os.environ.get("CI"):
-            pytest.fail("docker-compose is missing in CI: .ci/run installs the apt package docker-compose")
+            pytest.fail("docker-compose is missing in CI: `make test` installs the apt package docker-compose")
         pytest.skip("docker-compose is not installed (apt-get install docker-compose)")
     return binary
 
