@@ -53,8 +53,8 @@ run: stack-up  ## the main job on the embedded local default
 test: system-test setup  ## the whole test suite (starts its own stack on test ports)
 	$(BIN)/python -m pytest
 
-bench: setup  ## benchmarks (not tests): tables and JSON in bench-results/
-	$(BIN)/python bench/backfill.py
+bench: setup  ## benchmarks (not tests): table, JSON and plots in bench-results/<UTC time>/ (BENCH_ARGS=--quick: short)
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 data: $(VENV)/.installed  ## download the handbook dataset (needs internet; CI uses ../shared)
 	$(BIN)/fraud data
