@@ -45,6 +45,20 @@ def with_retries(write: Callable[[], None], sink: str, patience_s: float = OUTAG
             pause = min(pause * 2, 15.0)
 
 
+def write_concurrently(writes: dict[str, Callable[[], None]]) -> dict[str, float]:
+    """Run each named write (with retries) in its own thread, so their driver-side waits (Delta commits,
+    Elasticsearch bulk replies, the MySQL merge) overlap; returns the seconds each took. Every write is
+    awaited; the first failure is raised once all are done (a redo is idempotent)."""
+    def timed(name: str) -> float:
+        started = time.monotonic()
+        with_retries(writes[name], name)
+        return time.monotonic() - started
+
+    with ThreadPoolExecutor(max_workers=max(1, len(writes)), thread_name_prefix="sink") as pool:
+        futures = {name: pool.submit(timed, name) for name in writes}
+    return {name: future.result() for name, future in futures.items()}
+
+
 def write_to_mysql(df: DataFrame, settings: Settings, table: str, stage_tag: str) -> None:
     """Upsert ``df`` into ``table`` by its primary key: JDBC into a stage table, then one
     ``INSERT ... SELECT ... ON DUPLICATE KEY UPDATE`` (valid on MariaDB and MySQL 8).
@@ -153,17 +167,9 @@ def write_to_sinks(rows: DataFrame, settings: Settings, sinks: tuple[str, ...], 
                    "mysql": lambda: write_to_mysql(scored, settings, "scored_transactions", stage_tag),
                    "elasticsearch": lambda: write_to_elasticsearch(scored, settings),
                    "kafka": lambda: write_to_kafka(scored, settings, settings.kafka.topics.scored)}
-        def write(sink: str) -> float:
-            started = time.monotonic()
-            with_retries(writers[sink], sink)
-            return time.monotonic() - started
-
-        # concurrently: the sinks' driver-side waits (Delta commit, ES bulk replies, the MySQL merge) overlap;
-        # every sink is awaited, and the first failure is raised once all are done (a redo is idempotent)
-        with ThreadPoolExecutor(max_workers=max(1, len(sinks)), thread_name_prefix="sink") as pool:
-            futures = {sink: pool.submit(write, sink) for sink in sinks}
-        for sink, future in futures.items():
-            log.info("%s: %d rows written in %.1fs", sink, sum(decisions.values()), future.result())
+        seconds = write_concurrently({sink: writers[sink] for sink in sinks})
+        for sink in sinks:
+            log.info("%s: %d rows written in %.1fs", sink, sum(decisions.values()), seconds[sink])
     finally:
         rows.unpersist()
     return decisions

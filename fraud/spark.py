@@ -36,10 +36,14 @@ def build_spark_session(settings: Settings, app_name: str, *, master: str | None
     builder = (
         builder
         .config("spark.sql.shuffle.partitions", str(settings.spark.shuffle_partitions))
+        # Delta rebuilds a table's snapshot (log replay) with 50 tasks by default: on two cores that is most of
+        # a small append's commit; the same parallelism as every other shuffle is enough
+        .config("spark.databricks.delta.snapshotPartitions", str(settings.spark.shuffle_partitions))
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
         .config("spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .config("spark.sql.execution.arrow.maxRecordsPerBatch", str(settings.spark.arrow_batch_rows))
         .config("spark.ui.enabled", str(ui).lower())
         .config("spark.ui.showConsoleProgress", str(ui).lower())  # the stage progress bar of long runs
         .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")  # what pandas and Spark 3.5 both read

@@ -43,7 +43,8 @@ from pyspark.sql.streaming.state import GroupState, GroupStateTimeout
 from fraud.config import PROJECT_ROOT, Settings
 from fraud.features import add_calendar_features
 from fraud.scoring import scored_rows
-from fraud.sinks import with_retries, write_dead_letters, write_to_delta, write_to_elasticsearch, write_to_sinks
+from fraud.sinks import (write_concurrently, write_dead_letters, write_to_delta, write_to_elasticsearch,
+                         write_to_sinks)
 from fraud.stream_progress import ProgressToMysql
 from fraud.stream_state import (BUCKETS, CUSTOMER, CUSTOMER_FEATURES, INPUT_COLUMNS, OUTPUT_SCHEMA, STATE_SCHEMA,
                                 TERMINAL, TERMINAL_FEATURES, KeyState, advance)
@@ -230,21 +231,24 @@ class IntakeBatches:
                     .when(F.col("kafka_topic") == topics.raw, "transaction").otherwise("label"))
             counts = {r["kind"]: r["count"] for r in rows.groupBy(kind.alias("kind")).count().collect()}
             batch = (f"fraud-{INTAKE}-{query_id(self.checkpoint)}", batch_id)
-            if counts.get("dead letter"):
-                with_retries(lambda: write_dead_letters(rows.where(F.col("reason").isNotNull()), self.settings,
-                                                        stage_tag=f"intake_{batch_id}"), "dead letters")
             valid = rows.where(F.col("reason").isNull())
+            transactions, labels = (valid.where(F.col("kafka_topic") == topic) for topic in (topics.raw, topics.labels))
             archive = ["transaction_id", "tx_datetime", "customer_id", "terminal_id"]
             kafka = ["kafka_topic", "kafka_partition", "kafka_offset", "kafka_timestamp"]
+            writes = {}
+            if counts.get("dead letter"):
+                writes["dead letters"] = lambda: write_dead_letters(rows.where(F.col("reason").isNotNull()),
+                                                                    self.settings, stage_tag=f"intake_{batch_id}")
             if counts.get("transaction"):
-                write_to_delta(valid.where(F.col("kafka_topic") == topics.raw)
-                               .select(*archive, "tx_amount", "payload", *kafka), self.settings.raw_table, batch)
+                writes["delta transactions"] = lambda: write_to_delta(
+                    transactions.select(*archive, "tx_amount", "payload", *kafka), self.settings.raw_table, batch)
             if counts.get("label"):
-                labels = valid.where(F.col("kafka_topic") == topics.labels)
-                write_to_delta(labels.select(*archive, "tx_fraud", *kafka), self.settings.labels_table, batch)
+                writes["delta labels"] = lambda: write_to_delta(
+                    labels.select(*archive, "tx_fraud", *kafka), self.settings.labels_table, batch)
                 if "elasticsearch" in self.sinks:
-                    with_retries(lambda: write_to_elasticsearch(
-                        labels.select(*archive, F.col("tx_fraud").cast("byte")), self.settings), "elasticsearch")
+                    writes["elasticsearch labels"] = lambda: write_to_elasticsearch(
+                        labels.select(*archive, F.col("tx_fraud").cast("byte")), self.settings)
+            write_concurrently(writes)
         finally:
             rows.unpersist()
         if counts:
