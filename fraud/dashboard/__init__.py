@@ -1,7 +1,8 @@
 """``fraud dashboard``: the built-in live dashboard (Flask), for everyone on the embedded default.
 
-One page polls four JSON endpoints (``/api/patterns``, ``/api/alerts``,
-``/api/performance``, ``/api/health``) every ``dashboard.refresh_seconds``. Each
+One page polls five JSON endpoints (``/api/patterns``, ``/api/alerts``,
+``/api/performance``, ``/api/health``, ``/api/scoring``) every
+``dashboard.refresh_seconds``. Each
 endpoint answers 503 with a readable message when the service behind it is down,
 and the page shows that message in the section concerned while the others keep
 updating. The page renders data with ``textContent`` / SVG attributes only, so
