@@ -127,6 +127,7 @@ class StreamConf:
     trigger_seconds: float
     lateness: str                 # how long to wait for records produced earlier (Kafka time), e.g. "0 seconds"
     max_offsets_per_trigger: int
+    shuffle_partitions: int       # the stream's own (state and join); a checkpoint keeps the number it started with
     starting_offsets: str         # earliest | latest, for a new checkpoint
     delay_days: int
     review_threshold: float | None = None  # null = the model's own thresholds

@@ -259,6 +259,7 @@ class IntakeBatches:
 def start_stream(spark: SparkSession, settings: Settings, sinks: tuple[str, ...],
                  model: str | Path | None = None) -> list[StreamingQuery]:
     """Start the intake and scoring queries (each with its checkpoint under stream.checkpoint_dir)."""
+    spark.conf.set("spark.sql.shuffle.partitions", str(settings.stream.shuffle_partitions))
     validated = validate_records(kafka_records(spark, settings), settings.kafka.topics.labels)
     trigger = {"processingTime": f"{settings.stream.trigger_seconds} seconds"}
     root = settings.checkpoint_dir
