@@ -6,7 +6,7 @@ to look and the counts so far. The producer replays the published dataset when t
 directory has it, otherwise the simulator's endless stream; either way it
 resumes after the last transaction already in the raw topic, so a second run
 adds new transactions instead of repeating old ones. Ctrl-C stops the producer, then
-the stream (between micro-batches), then the dashboard, then returns.
+the stream (between micro-batches), then the dashboard, then returns; so does SIGTERM.
 """
 from __future__ import annotations
 
@@ -103,7 +103,12 @@ def counts(settings: Settings) -> str:
             f"Elasticsearch {documents:,} | dead letters {dead:,} | Kafka-to-scored mean latency, last minute {mean}")
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def run_pipeline(settings: Settings, rate: float, model: str | None) -> int:
+    signal.signal(signal.SIGTERM, _interrupt)  # a service manager's stop: the same orderly stop as Ctrl-C
     settings = stack_up(settings)
     logs = settings.state_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)

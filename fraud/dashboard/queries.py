@@ -115,7 +115,8 @@ def model_performance(es: Elasticsearch, index: str, days: int = 7) -> dict:
         "false_alarm": {"bool": {"filter": [FLAGGED, {"term": {"tx_fraud": 0}}]}},
         "missed": {"bool": {"filter": [{"term": {"tx_fraud": 1}}], "must_not": [FLAGGED]}}}}}
     result = es.search(
-        index=index, size=0, query={"bool": {"filter": [*LABELLED, _window(end, timedelta(days=days))]}},
+        index=index, size=0, track_total_hits=True,
+        query={"bool": {"filter": [*LABELLED, _window(end, timedelta(days=days))]}},
         aggs={"outcome": outcome,
               "daily": {"date_histogram": {"field": "tx_datetime", "calendar_interval": "day"},
                         "aggs": {"outcome": outcome}},
