@@ -1,8 +1,10 @@
 """What the dashboard shows, as JSON-ready dicts: Elasticsearch aggregations over the scored index
 (patterns, alerts, model performance as labels arrive) and MySQL (stream progress, dead letters).
 
-Every figure is computed by the services (aggregations, indexed SQL), never by
-pulling documents into Python, so a page stays fast as the index grows. Times are
+Every figure is computed by the services (aggregations, indexed SQL), not by
+pulling documents into Python (the one exception: latency percentiles over a
+sample of the newest LATENCY_SAMPLE documents), so a page stays fast as the index
+grows. Times are
 event times (``tx_datetime``) relative to the newest transaction, so a replay of
 2018 and a live stream read the same way.
 """
@@ -58,7 +60,7 @@ def transaction_patterns(es: Elasticsearch, index: str) -> dict:
                   **{d["key"]: d["doc_count"] for d in b["decision"]["buckets"]}} for b in aggs["decisions"]["buckets"]]
     counts, amounts = [0] * 24, [0.0] * 24
     for b in aggs["hourly"]["buckets"]:  # no scripts: the local Elasticsearch has no painless module
-        hour = datetime.fromisoformat(b["key_as_string"].replace("Z", "+00:00")).hour
+        hour = _time(b["key_as_string"]).hour
         counts[hour] += b["doc_count"]
         amounts[hour] += b["amount"]["value"]
     return {"window_end": end.isoformat(), "timeline": timeline, "decisions": decisions,
