@@ -27,9 +27,10 @@ LATENCY_SAMPLE = 2000
 SCORE_BIN = 0.001  # average precision from score histograms: exact up to ties within a bin
 
 
-def _newest(es: Elasticsearch, index: str, filters: list[dict], field: str = "tx_datetime") -> datetime | None:
+def _newest(es: Elasticsearch, index: str, filters: list[dict]) -> datetime | None:
+    """The newest event time among the documents matching ``filters``."""
     result = es.search(index=index, size=0, query={"bool": {"filter": filters}},
-                       aggs={"newest": {"max": {"field": field}}})
+                       aggs={"newest": {"max": {"field": "tx_datetime"}}})
     value = result["aggregations"]["newest"].get("value_as_string")
     return _time(value) if value else None
 
