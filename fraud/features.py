@@ -33,6 +33,8 @@ NO_BASELINE = -1.0  # CUSTOMER_ID_BASELINE_AVG_AMOUNT when the baseline window i
 BASELINE_DAYS = (14, 60)  # baseline window (t - 60 days, t - 14 days]: older than a 14-day card compromise
 HIGH_RATIO = 3.0  # an amount over 3 times the baseline mean is "high"
 TERMINAL_WINDOWS_DAYS = (1, 7, 14, 30)
+FRAUD_RECENCY_DAYS = 30  # known frauds at a terminal in (t - delay - 30 days, t - delay] date its compromise
+NO_KNOWN_FRAUD = -1.0  # TERMINAL_ID_DAYS_SINCE_{FIRST,LAST}_FRAUD when that window holds no known fraud
 
 
 def customer_history_days() -> int:
@@ -42,8 +44,8 @@ def customer_history_days() -> int:
 
 
 def terminal_history_days(delay_days: int = 7) -> int:
-    """How far back a terminal's features reach: the longest risk window, shifted by the label delay."""
-    return max(TERMINAL_WINDOWS_DAYS) + delay_days
+    """How far back a terminal's features reach: the longest label window, shifted by the label delay."""
+    return max(*TERMINAL_WINDOWS_DAYS, FRAUD_RECENCY_DAYS) + delay_days
 
 
 def lookback_days(delay_days: int = 7) -> int:
@@ -72,6 +74,8 @@ EXTRA_FEATURES = [
     "TERMINAL_ID_RISK_14DAY_WINDOW",
     *(f"TERMINAL_ID_NB_FRAUD_{w}DAY_WINDOW" for w in (1, 7, 30)),
     "TERMINAL_ID_NB_TX_1DAY_CURRENT",
+    "TERMINAL_ID_DAYS_SINCE_FIRST_FRAUD",
+    "TERMINAL_ID_DAYS_SINCE_LAST_FRAUD",
 ]
 MODEL_FEATURES = ["TX_AMOUNT", *HANDBOOK_FEATURES, *EXTRA_FEATURES]
 
@@ -202,6 +206,31 @@ def add_terminal_risk_features(df: DataFrame, windows_days: Sequence[int] = TERM
     return _with_event_micros(df).withColumns(counts_and_frauds).withColumns(risks).drop(_EVENT_US)
 
 
+def add_terminal_fraud_recency_features(df: DataFrame, delay_days: int = 7) -> DataFrame:
+    """TERMINAL_ID_DAYS_SINCE_FIRST_FRAUD and TERMINAL_ID_DAYS_SINCE_LAST_FRAUD: days from the earliest and
+    the latest known fraud at the terminal in (t - delay - FRAUD_RECENCY_DAYS, t - delay] to t
+    (NO_KNOWN_FRAUD when there is none).
+
+    How long a terminal has been showing fraud tells an ongoing compromise from one
+    that has run its course, and a fresh one from an old one, where the risk ratios
+    alone look alike. Only labels older than the delay are read.
+    """
+    if delay_days <= 0:
+        raise ValueError(f"delay_days must be positive (labels are not known at once), got {delay_days}")
+    lag_us = delay_days * DAY_US
+    window = (Window.partitionBy("TERMINAL_ID").orderBy(_EVENT_US)
+              .rangeBetween(1 - lag_us - FRAUD_RECENCY_DAYS * DAY_US, -lag_us))
+    fraud_us = F.when(F.col("TX_FRAUD") == 1, F.col(_EVENT_US))
+
+    def days_since(moment: Column) -> Column:
+        return F.coalesce((F.col(_EVENT_US) - moment) / F.lit(DAY_US), F.lit(NO_KNOWN_FRAUD))
+
+    return _with_event_micros(df).withColumns({
+        "TERMINAL_ID_DAYS_SINCE_FIRST_FRAUD": days_since(F.min(fraud_us).over(window)),
+        "TERMINAL_ID_DAYS_SINCE_LAST_FRAUD": days_since(F.max(fraud_us).over(window)),
+    }).drop(_EVENT_US)
+
+
 def add_terminal_velocity_features(df: DataFrame) -> DataFrame:
     """TERMINAL_ID_NB_TX_1HOUR_WINDOW, TERMINAL_ID_NB_TX_1DAY_CURRENT: the terminal's transactions in
     (t - 1 h, t] and (t - 1 day, t], this one included (undelayed: no labels)."""
@@ -218,5 +247,6 @@ def add_all_features(df: DataFrame, delay_days: int = 7) -> DataFrame:
             .transform(add_customer_velocity_features)
             .transform(add_customer_baseline_features)
             .transform(add_terminal_risk_features, delay_days=delay_days)
+            .transform(add_terminal_fraud_recency_features, delay_days=delay_days)
             .transform(add_terminal_velocity_features)
             .select(*df.columns, *HANDBOOK_FEATURES, *EXTRA_FEATURES))

@@ -13,8 +13,9 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from fraud.features import (BASELINE_DAYS, DAY_US, EXTRA_FEATURES, HANDBOOK_FEATURES, HIGH_RATIO, HOUR_US, MINUTE_US,
-                            NO_BASELINE, NO_PREVIOUS_TX, SECOND_US, TERMINAL_WINDOWS_DAYS)
+from fraud.features import (BASELINE_DAYS, DAY_US, EXTRA_FEATURES, FRAUD_RECENCY_DAYS, HANDBOOK_FEATURES, HIGH_RATIO,
+                            HOUR_US, MINUTE_US, NO_BASELINE, NO_KNOWN_FRAUD, NO_PREVIOUS_TX, SECOND_US,
+                            TERMINAL_WINDOWS_DAYS)
 
 
 def window_count_sum(times: np.ndarray, values: np.ndarray, span_us: int,
@@ -67,7 +68,7 @@ def customer_features(times: np.ndarray, amounts: np.ndarray,
 
 def terminal_features(times: np.ndarray, frauds: np.ndarray, delay_days: int = 7,
                       windows_days: Sequence[int] = TERMINAL_WINDOWS_DAYS) -> dict[str, np.ndarray]:
-    """One terminal's delayed counts, fraud counts and risks, and undelayed 1-hour and 1-day counts.
+    """One terminal's delayed counts, fraud counts, risks and fraud recency, undelayed 1-hour and 1-day counts.
 
     Labels younger than the delay are never read, so they may be NaN (not known yet).
     """
@@ -80,6 +81,13 @@ def terminal_features(times: np.ndarray, frauds: np.ndarray, delay_days: int = 7
         features[f"TERMINAL_ID_NB_FRAUD_{w}DAY_WINDOW"] = fraud_count
         features[f"TERMINAL_ID_RISK_{w}DAY_WINDOW"] = np.divide(fraud_count, count, out=np.zeros_like(count),
                                                                 where=count > 0)
+    # known frauds in the recency window are fraud_times[oldest:newest]; the padding keeps every index valid
+    fraud_times = np.append(times[frauds == 1], np.iinfo(np.int64).max)
+    newest = np.searchsorted(fraud_times, times - delay_days * DAY_US, side="right")
+    oldest = np.searchsorted(fraud_times, times - (delay_days + FRAUD_RECENCY_DAYS) * DAY_US, side="right")
+    for name, position in (("FIRST", oldest), ("LAST", newest - 1)):
+        features[f"TERMINAL_ID_DAYS_SINCE_{name}_FRAUD"] = np.where(
+            newest > oldest, (times - fraud_times[position]) / DAY_US, NO_KNOWN_FRAUD)
     features["TERMINAL_ID_NB_TX_1HOUR_WINDOW"] = window_count_sum(times, frauds, HOUR_US)[0]
     features["TERMINAL_ID_NB_TX_1DAY_CURRENT"] = window_count_sum(times, frauds, DAY_US)[0]
     return features

@@ -110,17 +110,21 @@ def write_to_delta(df: DataFrame, path: str, batch: tuple[str, int] | None = Non
     id; the first write creates the table with a plain write (much cheaper than
     a MERGE into nothing), which fails if another writer created the table
     meanwhile, so a retry MERGEs instead of duplicating.
+
+    Columns the table lacks (a feature added to the ``features`` struct by a newer
+    version) are added to it; older rows read them as null.
     """
     spark = df.sparkSession
     if batch is not None:
         app_id, version = batch
-        df.write.format("delta").mode("append").option("txnAppId", app_id).option("txnVersion", version).save(path)
+        (df.write.format("delta").mode("append").option("mergeSchema", "true")
+            .option("txnAppId", app_id).option("txnVersion", version).save(path))
         return
     if not DeltaTable.isDeltaTable(spark, path):
         df.write.format("delta").mode("errorifexists").save(path)
         return
     (DeltaTable.forPath(spark, path).alias("t")
-        .merge(df.alias("s"), f"t.{KEY} = s.{KEY}")
+        .merge(df.alias("s"), f"t.{KEY} = s.{KEY}").withSchemaEvolution()
         .whenMatchedUpdateAll().whenNotMatchedInsertAll().execute())
 
 

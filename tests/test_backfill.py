@@ -51,3 +51,19 @@ def test_backfilling_a_slice_twice_leaves_exactly_one_row_per_transaction(stack,
     delta = spark.read.format("delta").load(settings.scored_table)
     assert delta.count() == delta.select("transaction_id").distinct().count() == len(window)
     assert delta.where("fraud_score IS NULL OR decision IS NULL").count() == 0
+
+
+def test_a_delta_table_from_an_older_feature_set_takes_the_new_features(spark, tmp_path):
+    """A table written before a feature existed gets the new field, by stream append and by backfill MERGE;
+    older rows read it as null, and every id is still there once."""
+    from fraud.sinks import write_to_delta
+    path = str(tmp_path / "scored")
+    old = "transaction_id long, features struct<A: double>"
+    new = "transaction_id long, features struct<A: double, B: double>"
+    write_to_delta(spark.createDataFrame([(1, (1.0,))], old), path)
+    write_to_delta(spark.createDataFrame([(2, (2.0, 20.0))], new), path, batch=("query", 0))
+    write_to_delta(spark.createDataFrame([(2, (2.0, 20.0)), (3, (3.0, 30.0))], new), path)
+    table = spark.read.format("delta").load(path)
+    assert table.schema.simpleString() == "struct<transaction_id:bigint,features:struct<A:double,B:double>>"
+    assert sorted(tuple(row) for row in table.select("transaction_id", "features.A", "features.B").collect()) == [
+        (1, 1.0, None), (2, 2.0, 20.0), (3, 3.0, 30.0)]

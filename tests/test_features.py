@@ -10,7 +10,8 @@ import pytest
 
 from fraud.features import (EXTRA_FEATURES, HANDBOOK_FEATURES, MODEL_FEATURES, add_all_features,
                             add_calendar_features, add_customer_baseline_features, add_customer_spending_features,
-                            add_customer_velocity_features, add_terminal_risk_features, add_terminal_velocity_features)
+                            add_customer_velocity_features, add_terminal_fraud_recency_features,
+                            add_terminal_risk_features, add_terminal_velocity_features)
 from fraud.features_pandas import add_all_features_pandas
 
 with mock.patch.object(np, "NaN", np.nan, create=True):  # pyspark.testing imports pyspark.pandas, which (3.5) still uses np.NaN
@@ -100,6 +101,18 @@ TERMINAL_RISK = (
      (8, 1, 0, 3, 1 / 3, 5, 0.4, 5, 0.4, 0, 1, 2),
      (9, 0, 0, 2, 0.5, 4, 0.25, 5, 0.4, 0, 1, 2)],   # 21 days back is exactly tx 1: out of the 14-day window
 )
+TERMINAL_FRAUD_RECENCY = (
+    [_tx(3, "2018-04-05 00:00:00"), _tx(1, "2018-04-01 00:00:00", fraud=1), _tx(2, "2018-04-03 00:00:00", fraud=1),
+     _tx(4, "2018-04-08 00:00:00"), _tx(5, "2018-04-10 12:00:00"), _tx(6, "2018-05-08 00:00:00"),
+     _tx(7, "2018-05-10 00:00:00"), _tx(8, "2018-04-20 00:00:00", terminal=2)],
+    ["TERMINAL_ID_DAYS_SINCE_FIRST_FRAUD", "TERMINAL_ID_DAYS_SINCE_LAST_FRAUD"],
+    [(1, -1, -1), (2, -1, -1), (3, -1, -1),  # no fraud older than the delay yet: the sentinel
+     (4, 7, 7),       # tx 1 exactly 7 days back: known
+     (5, 9.5, 7.5),   # tx 1 and tx 2 known
+     (6, 35, 35),     # 37 days back is exactly tx 1: out of the window
+     (7, -1, -1),     # tx 2 is 37 days back: out too
+     (8, -1, -1)],    # another terminal
+)
 TERMINAL_VELOCITY = (
     [_tx(2, "2018-04-01 10:00:00", customer=2), _tx(1, "2018-04-01 10:00:00", customer=1),
      _tx(3, "2018-04-01 10:59:59", customer=3), _tx(4, "2018-04-01 11:00:00", customer=4),
@@ -114,6 +127,7 @@ CASES = {"calendar": (CALENDAR, add_calendar_features),
          "customer_velocity": (CUSTOMER_VELOCITY, add_customer_velocity_features),
          "customer_baseline": (CUSTOMER_BASELINE, add_customer_baseline_features),
          "terminal_risk": (TERMINAL_RISK, add_terminal_risk_features),
+         "terminal_fraud_recency": (TERMINAL_FRAUD_RECENCY, add_terminal_fraud_recency_features),
          "terminal_velocity": (TERMINAL_VELOCITY, add_terminal_velocity_features)}
 
 
@@ -142,7 +156,7 @@ def test_model_features_are_the_handbook_ones_then_the_extras():
     assert HANDBOOK_FEATURES[2:4] == ["CUSTOMER_ID_NB_TX_1DAY_WINDOW", "CUSTOMER_ID_AVG_AMOUNT_1DAY_WINDOW"]
     assert HANDBOOK_FEATURES[-1] == "TERMINAL_ID_RISK_30DAY_WINDOW" and len(HANDBOOK_FEATURES) == 14
     assert MODEL_FEATURES == ["TX_AMOUNT", *HANDBOOK_FEATURES, *EXTRA_FEATURES]  # the handbook's 15 model inputs first
-    assert len(set(MODEL_FEATURES)) == len(MODEL_FEATURES) == 34
+    assert len(set(MODEL_FEATURES)) == len(MODEL_FEATURES) == 36
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -192,6 +206,7 @@ def test_spark_and_pandas_agree_on_random_rows(spark):
     assert (expected["CUSTOMER_ID_BASELINE_AVG_AMOUNT"] > 0).mean() > 0.5  # the baseline features are exercised
     assert (expected["CUSTOMER_ID_NB_HIGH_RATIO_14DAY"] > 0).sum() > 50
     assert (expected["TERMINAL_ID_NB_FRAUD_30DAY_WINDOW"] > 0).sum() > 100
+    assert (expected["TERMINAL_ID_DAYS_SINCE_FIRST_FRAUD"] > expected["TERMINAL_ID_DAYS_SINCE_LAST_FRAUD"]).sum() > 100
     actual = (add_all_features(spark.createDataFrame(pdf, SCHEMA)).toPandas()
               .sort_values("TRANSACTION_ID").reset_index(drop=True))
     assert list(actual.columns) == list(expected.columns) == [*COLUMNS, *MODEL_FEATURES[1:]]
