@@ -37,8 +37,12 @@ def test_shipped_model_beats_the_published_results(shipped_metrics, metric):
     assert shipped_metrics[metric] >= TARGETS[metric], shipped_metrics
 
 
-@pytest.mark.xfail(strict=True, reason="target missed: CP@100 measured 0.2986 on 2018-08-08 (target 0.31, best "
-                                       "published 0.305); most missed fraud cards are first-week compromised "
-                                       "terminals whose labels are not known yet")
+@pytest.mark.xfail(strict=True, reason="target missed: CP@100 measured 0.3029 on 2018-08-08 (target 0.31, best "
+                                       "published 0.305), above what the data can reveal: cp100_ceiling is 0.3057")
 def test_shipped_model_beats_the_published_card_precision(shipped_metrics):
     assert shipped_metrics["cp100"] >= TARGETS["cp100"], shipped_metrics
+
+
+def test_shipped_model_finds_nearly_every_card_the_labels_can_reveal(shipped_metrics):
+    """A regression guard, not the issue's target: at most 7 revealable cards a week (0.01) left out."""
+    assert shipped_metrics["cp100"] >= shipped_metrics["cp100_ceiling"] - 0.01, shipped_metrics

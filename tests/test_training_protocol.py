@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training.metrics import card_precision_top_k
+from training.metrics import card_precision_ceiling, card_precision_top_k
 from training.protocol import Split, handbook_test_set, training_set
 from training.thresholds import choose_thresholds, decide
 
@@ -50,6 +50,18 @@ def test_card_precision_counts_each_card_once_per_day_and_removes_detected_cards
     # day 1: top-2 cards are 1 (fraud) and 2 -> 1/2; day 2: card 1 is removed, top-2 are 4 and 3 -> 1/2
     assert card_precision_top_k(test, scores, k=2) == pytest.approx(0.5)
     assert card_precision_top_k(test, scores, k=1) == pytest.approx((1 + 0) / 2)  # day 2: card 4 ranks first
+
+
+def test_card_precision_ceiling_counts_the_cards_with_a_fraud_the_labels_can_reveal():
+    test = _frame([("2018-08-08 10:00", 1, 1), ("2018-08-08 11:00", 2, 1), ("2018-08-08 12:00", 3, 1),
+                   ("2018-08-08 13:00", 4, 0), ("2018-08-09 10:00", 1, 1), ("2018-08-09 11:00", 2, 1),
+                   *(("2018-08-09 12:00", card, 0) for card in (5, 6, 7))])
+    test = test.assign(TX_FRAUD_SCENARIO=[2, 2, 3, 0, 2, 2, 0, 0, 0],  # 2 compromised terminal, 3 card, 0 genuine
+                       TERMINAL_ID_RISK_30DAY_WINDOW=[0.2, 0.0, 0.0, 0.5, 0.2, 0.0, 0, 0, 0])  # none known at card 2's
+    # day 1: cards 1 and 3 are revealable (card 2's fraud is hidden) -> 2/3; day 2: card 1 already found,
+    # card 2 still hidden: it ranks below the genuine cards -> 0/3
+    assert card_precision_ceiling(test, k=3) == pytest.approx((2 / 3 + 0) / 2)
+    assert card_precision_ceiling(test, k=1) == pytest.approx((1 + 0) / 2)
 
 
 def test_thresholds_give_a_review_queue_and_a_precise_block_level():

@@ -64,7 +64,8 @@ def feature_frame(spark: SparkSession, data: str | Path, split: Split, columns: 
         (F.col("TX_DATETIME") >= start - pd.Timedelta(days=lookback_days(split.delay_days)))
         & (F.col("TX_DATETIME") < end))
     features = add_all_features(history, delay_days=split.delay_days)
-    keep = ["TRANSACTION_ID", "TX_DATETIME", "CUSTOMER_ID", "TX_FRAUD", *columns]
+    scenario = ["TX_FRAUD_SCENARIO"] if "TX_FRAUD_SCENARIO" in history.columns else []  # the handbook's data
+    keep = ["TRANSACTION_ID", "TX_DATETIME", "CUSTOMER_ID", "TX_FRAUD", *scenario, *columns]
     frame = features.where(F.col("TX_DATETIME") >= start).select(*dict.fromkeys(keep)).toPandas()
     if frame.empty:
         raise ValueError(f"no transactions between {start} and {end} in {data}")
