@@ -43,15 +43,16 @@ def reason_limits(legitimate: pd.DataFrame) -> dict[str, float]:
 
 def reason_codes(features: pd.DataFrame, limits: dict[str, float]) -> pd.Series:
     """Up to MAX_REASONS readable signals per row, the most extreme first, '; '-separated."""
-    excess = pd.DataFrame({name: features[name] / limit if limit > 0 else features[name] * np.inf
-                           for name, limit in limits.items()}, index=features.index)
-    excess = excess.where(excess > 1)
-    out = []
-    for index, row in excess.iterrows():
-        top = row.dropna().sort_values(ascending=False).index[:MAX_REASONS]
-        out.append("; ".join(REASONS[name][1].format(value=features.at[index, name], limit=limits[name])
-                             for name in top))
-    return pd.Series(out, index=features.index, dtype="object")
+    names = list(limits)
+    values = features[names].to_numpy(dtype=float)
+    bounds = np.array([limits[name] for name in names], dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        excess = np.where(bounds > 0, values / bounds, values * np.inf)  # any positive value beyond a 0 limit
+    excess = np.where(excess > 1, excess, -np.inf)  # not beyond (or NaN): no reason
+    top = np.argsort(-excess, axis=1, kind="stable")[:, :MAX_REASONS]
+    return pd.Series(["; ".join(REASONS[names[j]][1].format(value=values[row, j], limit=bounds[j])
+                                for j in columns if excess[row, j] > 1)
+                      for row, columns in enumerate(top)], index=features.index, dtype="object")
 
 
 def score_features(artifact: ModelArtifact, features: pd.DataFrame) -> pd.DataFrame:
