@@ -4,24 +4,12 @@ from __future__ import annotations
 import json
 import threading
 import time
-import uuid
-from typing import Callable
 
 import numpy as np
 import pandas as pd
-from confluent_kafka import Consumer, Message, TopicPartition
 
 from fraud.config import Settings
-
-
-def _consumer(settings: Settings) -> Consumer:
-    return Consumer({**settings.kafka.client_config(), "group.id": f"bench-{uuid.uuid4().hex}",
-                     "enable.auto.commit": False})
-
-
-def end_offsets(consumer: Consumer, topic: str) -> dict[int, int]:
-    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-    return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
+from fraud.topics import end_offsets, kafka_consumer, read_topic
 
 
 class OffsetSampler(threading.Thread):
@@ -35,7 +23,7 @@ class OffsetSampler(threading.Thread):
         self._halt = threading.Event()
 
     def run(self) -> None:
-        consumer = _consumer(self.settings)
+        consumer = kafka_consumer(self.settings, "bench")
         try:
             while not self._halt.is_set():
                 now = time.time()
@@ -54,46 +42,16 @@ class OffsetSampler(threading.Thread):
         return self.samples
 
 
-def _read(settings: Settings, topic: str, take: Callable[[Message], None], patience_s: float = 30.0) -> None:
-    """Hand every record of ``topic``, from the beginning to its end offsets of now, to ``take``."""
-    consumer = _consumer(settings)
-    try:
-        ends = {p: end for p, end in end_offsets(consumer, topic).items() if end > 0}
-        consumer.assign([TopicPartition(topic, p, 0) for p in ends])
-        position = dict.fromkeys(ends, 0)
-        deadline = time.monotonic() + patience_s
-        while any(position[p] < end for p, end in ends.items()):
-            messages = consumer.consume(num_messages=10_000, timeout=1)
-            if not messages and time.monotonic() > deadline:
-                raise TimeoutError(f"{topic}: nothing read for {patience_s:.0f}s at {position} (ends {ends})")
-            for message in messages:
-                if message.error() or message.offset() >= ends[message.partition()]:
-                    continue
-                position[message.partition()] = message.offset() + 1
-                take(message)
-            if messages:
-                deadline = time.monotonic() + patience_s
-    finally:
-        consumer.close()
-
-
 def record_times_ms(settings: Settings, topic: str) -> np.ndarray:
     """The Kafka timestamp (ms) of every record of ``topic``: for the raw topic, when the producer sent it."""
-    stamps: list[int] = []
-    _read(settings, topic, lambda message: stamps.append(message.timestamp()[1]))
-    return np.asarray(stamps, dtype=np.int64)
+    return np.asarray([message.timestamp()[1] for message in read_topic(settings, topic)], dtype=np.int64)
 
 
 def scored_times_ms(settings: Settings, topic: str) -> pd.DataFrame:
     """One row per scored transaction (its first record): ``sent_ms``, the raw record's timestamp (the row's
     ``kafka_timestamp``), and ``scored_ms``, the result record's timestamp."""
-    rows: list[tuple[int, str, int]] = []
-
-    def take(message: Message) -> None:
-        row = json.loads(message.value())
-        rows.append((row["transaction_id"], row["kafka_timestamp"], message.timestamp()[1]))
-
-    _read(settings, topic, take)
+    rows = [(row["transaction_id"], row["kafka_timestamp"], message.timestamp()[1])
+            for message in read_topic(settings, topic) for row in [json.loads(message.value())]]
     frame = pd.DataFrame(rows, columns=["transaction_id", "kafka_timestamp", "scored_ms"])
     sent = pd.to_datetime(frame.kafka_timestamp, utc=True, format="ISO8601")
     frame["sent_ms"] = (sent - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(milliseconds=1)

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Producer
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -25,6 +25,7 @@ from fraud.scoring import FEATURES_TYPE
 from fraud.stack.elasticsearch import elasticsearch_client
 from fraud.stack.mariadb import connect
 from fraud.sinks import SINKS, write_to_sinks
+from fraud.topics import topic_end_offsets
 
 
 @dataclass(frozen=True)
@@ -44,19 +45,10 @@ def synthetic_events(first_id: int, count: int, seed: int = 0) -> list[dict]:
              "tx_amount": round(rng.lognormvariate(3.5, 1.0), 2)} for i in range(count)]
 
 
-def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
-    consumer = Consumer({**settings.kafka.client_config(), "group.id": "fraud-offsets"})
-    try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
-    finally:
-        consumer.close()
-
-
 def produce_events(settings: Settings, events: list[dict]) -> RoundTrip:
     """Send ``events`` keyed by customer; returns where they start in the topic."""
     topic = settings.kafka.topics.raw
-    offsets = end_offsets(settings, topic)
+    offsets = topic_end_offsets(settings, topic)
     producer = Producer({**settings.kafka.client_config(), "enable.idempotence": True,
                          "linger.ms": 20})
     for event in events:

@@ -15,18 +15,17 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
-from confluent_kafka import Consumer, TopicPartition
 
 from fraud.config import PROJECT_ROOT, Settings
 from fraud.data import TRANSACTIONS
 from fraud.stack.elasticsearch import elasticsearch_client
 from fraud.stack.manager import stack_up
 from fraud.stack.mariadb import connect
+from fraud.topics import read_topic, topic_end_offsets
 
 REPORT_EVERY_S = 10
 TAIL = 100  # records read back from the end of each raw partition to find where the producer stopped
@@ -42,30 +41,15 @@ def last_produced(settings: Settings, below: int | None = None) -> tuple[datetim
     """Event time and id of the newest transaction (id <= ``below``, if given) among the last TAIL records of
     each partition of the raw topic: Kafka, not the sinks, knows what was sent but not yet scored."""
     topic, best = settings.kafka.topics.raw, (None, None)
-    consumer = Consumer({**settings.kafka.client_config(), "group.id": f"fraud-run-{uuid.uuid4().hex}",
-                         "enable.auto.commit": False})
-    try:
-        for partition in consumer.list_topics(topic, timeout=10).topics[topic].partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
-            consumer.assign([TopicPartition(topic, partition, max(low, high - TAIL))])
-            offset = max(low, high - TAIL) - 1
-            while offset < high - 1:
-                messages = consumer.consume(num_messages=TAIL, timeout=10)
-                if not messages:
-                    break
-                for message in messages:
-                    if message.error():
-                        continue
-                    offset = message.offset()
-                    try:
-                        event = json.loads(message.value())
-                        candidate = (datetime.fromisoformat(event["tx_datetime"]), int(event["transaction_id"]))
-                    except (TypeError, ValueError, KeyError):  # a broken record: the dead letters' business
-                        continue
-                    if (below is None or candidate[1] <= below) and (best[1] is None or candidate[1] > best[1]):
-                        best = candidate
-    finally:
-        consumer.close()
+    tails = {p: end - TAIL for p, end in topic_end_offsets(settings, topic).items()}
+    for message in read_topic(settings, topic, start=tails):
+        try:
+            event = json.loads(message.value())
+            candidate = (datetime.fromisoformat(event["tx_datetime"]), int(event["transaction_id"]))
+        except (TypeError, ValueError, KeyError):  # a broken record: the dead letters' business
+            continue
+        if (below is None or candidate[1] <= below) and (best[1] is None or candidate[1] > best[1]):
+            best = candidate
     return best
 
 

@@ -11,14 +11,13 @@ import uuid
 from pathlib import Path
 from typing import Callable
 
-from confluent_kafka import Consumer, TopicPartition
-
 from conftest import TEST_ENV, stack_settings
 from fraud.config import PROJECT_ROOT, Settings
 from fraud.stack.bootstrap import bootstrap
 from fraud.stack.elasticsearch import elasticsearch_client
 from fraud.stack.manager import SERVICES, create_database_and_user
 from fraud.stack.mariadb import connect
+from fraud.topics import read_topic
 
 DEFAULT_MODEL = PROJECT_ROOT / "models" / "default"
 
@@ -109,26 +108,7 @@ def es_ids(settings: Settings) -> list[int]:
 
 def topic_records(settings: Settings, topic: str) -> list[tuple[bytes, bytes]]:
     """Every (key, value) in ``topic``, read from the beginning to its current end."""
-    consumer = Consumer({**settings.kafka.client_config(), "group.id": f"test-{uuid.uuid4().hex}",
-                         "enable.auto.commit": False})
-    try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
-        consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
-        records, done = [], {p for p, end in ends.items() if end == 0}
-        while len(done) < len(partitions):
-            message = consumer.poll(10)
-            if message is None:
-                raise AssertionError(f"{topic}: no message within 10s before its end offsets {ends}")
-            if message.error():
-                continue
-            if message.offset() < ends[message.partition()]:
-                records.append((message.key(), message.value()))
-            if message.offset() >= ends[message.partition()] - 1:
-                done.add(message.partition())
-        return records
-    finally:
-        consumer.close()
+    return [(message.key(), message.value()) for message in read_topic(settings, topic)]
 
 
 def restart_after(settings: Settings, service: str, seconds: float) -> None:

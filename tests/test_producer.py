@@ -6,28 +6,19 @@ from datetime import datetime
 
 import pandas as pd
 import pytest
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Producer
 
 from fraud.producer import Pace, labels_still_due, load_history, replay
-from fraud.roundtrip import end_offsets
+from fraud.roundtrip import new_first_id, produce_events, synthetic_events
+from fraud.run import last_produced
 from fraud.simulator import SCENARIOS, Simulator
+from fraud.topics import read_topic, topic_end_offsets
 
 pytestmark = pytest.mark.services
 
 
 def _consume(settings, topic, start):
-    end = end_offsets(settings, topic)
-    consumer = Consumer({"bootstrap.servers": settings.kafka.bootstrap_servers, "group.id": "producer-test",
-                         "enable.auto.commit": False})
-    consumer.assign([TopicPartition(topic, p, start[p]) for p in end])
-    messages, remaining = [], sum(end[p] - start[p] for p in end)
-    while remaining:
-        message = consumer.poll(10)
-        assert message is not None and message.error() is None
-        messages.append(message)
-        remaining -= 1
-    consumer.close()
-    return messages
+    return list(read_topic(settings, topic, start=start))
 
 
 def test_pace_is_a_rate_or_a_speedup():
@@ -44,7 +35,7 @@ def test_replay_sends_every_transaction_in_order_and_labels_after_the_delay(stac
     sample.sample(frac=1, random_state=0).to_parquet(path, index=False)  # shuffled on disk
     history = load_history(path)
     topics = stack.kafka.topics
-    raw_start, labels_start = end_offsets(stack, topics.raw), end_offsets(stack, topics.labels)
+    raw_start, labels_start = topic_end_offsets(stack, topics.raw), topic_end_offsets(stack, topics.labels)
 
     summary = replay(stack, history, Pace(rate=20_000), delay_days=7, progress=False)
 
@@ -75,7 +66,7 @@ def test_a_resumed_replay_also_sends_the_labels_the_earlier_one_had_not_reached(
     full[full.TX_DATETIME < "2018-04-13"].groupby(full.TX_DATETIME.dt.date).head(50).to_parquet(path, index=False)
     history, due = load_history(path, "2018-04-06"), labels_still_due(path, "2018-04-06")
     assert due.TX_DATETIME.min() >= pd.Timestamp("2018-03-30") and due.TX_DATETIME.max() < pd.Timestamp("2018-04-06")
-    labels_start = end_offsets(stack, stack.kafka.topics.labels)
+    labels_start = topic_end_offsets(stack, stack.kafka.topics.labels)
 
     summary = replay(stack, history, Pace(rate=20_000), progress=False, labels_due=due)
 
@@ -106,7 +97,7 @@ def test_simulator_is_deterministic_ordered_and_has_every_scenario():
 
 def test_simulated_stream_goes_to_kafka_with_the_message_contract(stack):
     topics = stack.kafka.topics
-    raw_start = end_offsets(stack, topics.raw)
+    raw_start = topic_end_offsets(stack, topics.raw)
     stream = Simulator(customers=200, terminals=400, seed=1).transactions()  # endless
     summary = replay(stack, stream, Pace(rate=50_000), progress=False, limit=2000)
     assert summary["transactions"] == 2000
@@ -114,3 +105,15 @@ def test_simulated_stream_goes_to_kafka_with_the_message_contract(stack):
     assert len(values) == 2000
     assert all(set(v) == {"transaction_id", "tx_datetime", "customer_id", "terminal_id", "tx_amount"}
                for v in values)
+
+
+def test_a_second_run_resumes_after_the_newest_transaction_at_the_tail_of_the_raw_topic(stack):
+    first = new_first_id()
+    events = synthetic_events(first, 5)
+    produce_events(stack, events)
+    producer = Producer(stack.kafka.client_config())
+    producer.produce(stack.kafka.topics.raw, value=b"not json")  # a broken record last: skipped
+    assert producer.flush(30) == 0
+    newest = datetime.fromisoformat(events[-1]["tx_datetime"])
+    assert last_produced(stack) == (newest, first + 4)
+    assert last_produced(stack, below=first + 2) == (datetime.fromisoformat(events[2]["tx_datetime"]), first + 2)

@@ -6,15 +6,15 @@ import json
 from datetime import datetime, timezone
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 from pyspark.sql import functions as F
 
-from fraud.roundtrip import (count_in_sinks, end_offsets, new_first_id, parse_transactions, produce_events,
+from fraud.roundtrip import (count_in_sinks, new_first_id, parse_transactions, produce_events,
                              run_roundtrip, synthetic_events, write_all_sinks)
 from fraud.schemas import FEATURES_COLUMN
 from fraud.scoring import FEATURES_TYPE
 from fraud.stack.elasticsearch import elasticsearch_client
 from fraud.stack.mariadb import connect
+from fraud.topics import read_topic, topic_end_offsets
 
 pytestmark = pytest.mark.services
 EVENTS = 1000
@@ -37,22 +37,9 @@ def _es_docs(settings, first, last):
 
 
 def _result_topic_records(settings, start_offsets, first, last):
-    topic = settings.kafka.topics.scored
-    consumer = Consumer({"bootstrap.servers": settings.kafka.bootstrap_servers, "group.id": "roundtrip-test",
-                         "enable.auto.commit": False})
-    end = end_offsets(settings, topic)
-    consumer.assign([TopicPartition(topic, p, start_offsets[p]) for p in end])
-    records, remaining = [], sum(end[p] - start_offsets[p] for p in end)
-    while remaining > 0:
-        message = consumer.poll(10)
-        assert message is not None, f"result topic ended {remaining} records early"
-        assert message.error() is None, message.error()
-        remaining -= 1
-        value = json.loads(message.value())
-        if first <= value["transaction_id"] <= last:
-            records.append((message.key().decode(), value))
-    consumer.close()
-    return records
+    records = [(message.key().decode(), json.loads(message.value()))
+               for message in read_topic(settings, settings.kafka.topics.scored, start=start_offsets)]
+    return [(key, value) for key, value in records if first <= value["transaction_id"] <= last]
 
 
 @pytest.fixture()
@@ -66,7 +53,7 @@ def test_events_reach_every_sink_with_their_values_and_a_replay_adds_no_duplicat
     events = synthetic_events(new_first_id(), EVENTS, seed=7)
     first, last = events[0]["transaction_id"], events[-1]["transaction_id"]
     expected = {e["transaction_id"]: e for e in events}
-    scored_start = end_offsets(stack, stack.kafka.topics.scored)
+    scored_start = topic_end_offsets(stack, stack.kafka.topics.scored)
     trip = produce_events(stack, events)
     delta_path = stack.scored_table
 

@@ -8,12 +8,13 @@ import subprocess
 import sys
 
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Producer
 
 from fraud.config import PROJECT_ROOT, load_settings
 from fraud.stack.elasticsearch import elasticsearch_client
 from fraud.stack.mariadb import connect
 from fraud.stack.process import port_open
+from fraud.topics import read_topic
 
 pytestmark = pytest.mark.services
 
@@ -96,11 +97,7 @@ def test_up_is_idempotent_down_keeps_data_and_leaves_nothing_running(fresh_state
         cur.execute("SELECT tx_amount FROM scored_transactions WHERE transaction_id = 42")
         assert cur.fetchall() == [(3.5,)]
     assert elasticsearch_client(conf).get(index=conf.elasticsearch.index, id="42")["_source"]["tx_amount"] == 3.5
-    consumer = Consumer({"bootstrap.servers": conf.kafka.bootstrap_servers, "group.id": "lifecycle"})
-    consumer.assign([TopicPartition(conf.kafka.topics.labels, 0, 0)])
-    message = consumer.poll(20)
-    consumer.close()
-    assert message is not None and message.value() == b'{"transaction_id": 42}'
+    assert [message.value() for message in read_topic(conf, conf.kafka.topics.labels)] == [b'{"transaction_id": 42}']
 
     assert fraud("stack", "down").returncode == 0
     assert not any(port_open("127.0.0.1", port) for port in PORTS)

@@ -1,0 +1,57 @@
+"""Reading Kafka topics as they are now: end offsets, and every record up to them."""
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Iterator
+
+from confluent_kafka import Consumer, Message, TopicPartition
+
+from fraud.config import Settings
+
+
+def kafka_consumer(settings: Settings, purpose: str) -> Consumer:
+    """A consumer of its own group (nothing committed), named after what it is for."""
+    return Consumer({**settings.kafka.client_config(), "group.id": f"fraud-{purpose}-{uuid.uuid4().hex}",
+                     "enable.auto.commit": False})
+
+
+def end_offsets(consumer: Consumer, topic: str) -> dict[int, int]:
+    """Partition -> the offset the next record will get."""
+    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
+
+
+def topic_end_offsets(settings: Settings, topic: str) -> dict[int, int]:
+    consumer = kafka_consumer(settings, "offsets")
+    try:
+        return end_offsets(consumer, topic)
+    finally:
+        consumer.close()
+
+
+def read_topic(settings: Settings, topic: str, start: dict[int, int] | None = None,
+               patience_s: float = 30.0) -> Iterator[Message]:
+    """Every record of ``topic`` from ``start`` (partition -> offset; default: the oldest kept) up to the
+    end offsets of when it is called; TimeoutError when nothing arrives for ``patience_s`` before that."""
+    consumer = kafka_consumer(settings, "read")
+    try:
+        bounds = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+                  for p in consumer.list_topics(topic, timeout=10).topics[topic].partitions}
+        position = {p: max(low, (start or {}).get(p, low)) for p, (low, _) in bounds.items()}
+        ends = {p: high for p, (_, high) in bounds.items() if position[p] < high}
+        consumer.assign([TopicPartition(topic, p, position[p]) for p in ends])
+        deadline = time.monotonic() + patience_s
+        while any(position[p] < end for p, end in ends.items()):
+            messages = consumer.consume(num_messages=10_000, timeout=1)
+            if not messages and time.monotonic() > deadline:
+                raise TimeoutError(f"{topic}: nothing read for {patience_s:.0f}s at {position} (ends {ends})")
+            for message in messages:
+                if message.error() or message.offset() >= ends[message.partition()]:
+                    continue
+                position[message.partition()] = message.offset() + 1
+                yield message
+            if messages:
+                deadline = time.monotonic() + patience_s
+    finally:
+        consumer.close()
