@@ -189,8 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train and evaluate a model on the handbook protocol",
                            description="Trains on the N days ending --delay-days before --test-start and tests on "
                                        "the handbook's test set (known-compromised cards removed). Prints one JSON "
-                                       "line with auc, ap, cp100; with --model-out also writes the model, its "
-                                       "metadata and a report.")
+                                       "line with auc, ap, cp100 (and, on the handbook's data, cp100_ceiling: the "
+                                       "CP@100 of an oracle catching every card the delayed labels can reveal); "
+                                       "with --model-out also writes the model, its metadata and a report.")
     train.add_argument("--data", help="transactions (default: the configured data_dir's transactions.parquet)")
     train.add_argument("--test-start", default="2018-08-08", help="first test day (default 2018-08-08)")
     train.add_argument("--train-days", type=int, help="training days (default: the recipe's; 56 shipped, 7 baseline)")
@@ -203,12 +204,14 @@ def build_parser() -> argparse.ArgumentParser:
                        help="more test-week starts to measure the saved model on")
     train.set_defaults(func=_train)
 
-    evaluate = sub.add_parser("evaluate", help="measure a trained model on any test week (handbook protocol)")
+    evaluate = sub.add_parser("evaluate", help="measure a trained model on any test week (handbook protocol)",
+                              description="Tests a trained model on the handbook's test set of any week. Prints one "
+                                          "JSON line with auc, ap, cp100 (and cp100_ceiling on the handbook's data).")
     evaluate.add_argument("--model", required=True, help="model folder (e.g. models/default)")
     evaluate.add_argument("--data", help="transactions (default: the configured data_dir's transactions.parquet)")
     evaluate.add_argument("--test-start", required=True, help="first test day")
-    evaluate.add_argument("--test-days", type=int, default=7)
-    evaluate.add_argument("--delay-days", type=int, default=7)
+    evaluate.add_argument("--test-days", type=int, default=7, help="test days (default 7)")
+    evaluate.add_argument("--delay-days", type=int, default=7, help="label delay (default 7)")
     evaluate.set_defaults(func=_evaluate)
 
     backfill = sub.add_parser("backfill", help="score a transaction history and write it to the sinks",
