@@ -21,9 +21,8 @@ from pathlib import Path
 import pandas as pd
 
 from fraud.config import PROJECT_ROOT, Settings
-from fraud.dashboard.queries import SCORED
 from fraud.data import TRANSACTIONS
-from fraud.stack.elasticsearch import elasticsearch_client
+from fraud.stack.elasticsearch import SCORED, elasticsearch_client
 from fraud.stack.manager import stack_up
 from fraud.stack.mariadb import connect
 from fraud.topics import read_topic, topic_end_offsets

@@ -16,9 +16,9 @@ import pandas as pd
 from elasticsearch import Elasticsearch
 
 from fraud.config import Settings
+from fraud.stack.elasticsearch import SCORED
 from fraud.stack.mariadb import connect
 
-SCORED = {"exists": {"field": "decision"}}
 LABELLED = [SCORED, {"exists": {"field": "tx_fraud"}}]
 FLAGGED = {"terms": {"decision": ["review", "block"]}}
 ALERT_FIELDS = ["transaction_id", "tx_datetime", "scored_at", "customer_id", "terminal_id", "tx_amount",

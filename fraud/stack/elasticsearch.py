@@ -25,6 +25,8 @@ from fraud.stack.process import ManagedProcess, ServiceError
 
 ES_HOME = JARS_DIR / "elasticsearch"
 RUN_AS_USER = "fraud-es"
+# the query filter of scored documents: a label can create its transaction's document before the score arrives
+SCORED = {"exists": {"field": "decision"}}
 
 
 def elasticsearch_client(settings: Settings) -> Elasticsearch:
