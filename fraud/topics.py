@@ -16,10 +16,15 @@ def kafka_consumer(settings: Settings, purpose: str) -> Consumer:
                      "enable.auto.commit": False})
 
 
+def watermarks(consumer: Consumer, topic: str) -> dict[int, tuple[int, int]]:
+    """Partition -> (oldest offset kept, the offset the next record will get)."""
+    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10) for p in partitions}
+
+
 def end_offsets(consumer: Consumer, topic: str) -> dict[int, int]:
     """Partition -> the offset the next record will get."""
-    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-    return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
+    return {p: high for p, (_, high) in watermarks(consumer, topic).items()}
 
 
 def topic_end_offsets(settings: Settings, topic: str) -> dict[int, int]:
@@ -36,8 +41,7 @@ def read_topic(settings: Settings, topic: str, start: dict[int, int] | None = No
     end offsets of when it is called; TimeoutError when nothing arrives for ``patience_s`` before that."""
     consumer = kafka_consumer(settings, "read")
     try:
-        bounds = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-                  for p in consumer.list_topics(topic, timeout=10).topics[topic].partitions}
+        bounds = watermarks(consumer, topic)
         position = {p: max(low, (start or {}).get(p, low)) for p, (low, _) in bounds.items()}
         ends = {p: high for p, (_, high) in bounds.items() if position[p] < high}
         consumer.assign([TopicPartition(topic, p, position[p]) for p in ends])
