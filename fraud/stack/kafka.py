@@ -39,7 +39,7 @@ def start_kafka(settings: Settings, process: ManagedProcess) -> None:
     if not (data_dir / "meta.properties").exists():
         # First start: format the KRaft metadata log (a no-op would fail on a formatted dir).
         fmt = subprocess.run([*java, "kafka.tools.StorageTool", "format", "--standalone",
-                              "-t", _cluster_id(), "-c", str(properties)],
+                              f"--cluster-id={_cluster_id()}", "-c", str(properties)],
                              capture_output=True, text=True)
         if fmt.returncode != 0:
             raise ServiceError(f"kafka storage format failed:\n{fmt.stdout}\n{fmt.stderr}")
@@ -48,5 +48,6 @@ def start_kafka(settings: Settings, process: ManagedProcess) -> None:
 
 
 def _cluster_id() -> str:
-    # Kafka cluster ids are 16 random bytes, URL-safe base64 without padding.
+    # Kafka cluster ids are 16 random bytes, URL-safe base64 without padding; one may start with "-", which is why
+    # the caller passes it as --cluster-id=ID (as a separate argument argparse would take it for an option).
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
