@@ -77,8 +77,12 @@ def validate_records(records: DataFrame, labels_topic: str | None = None) -> Dat
         (event_time > F.col("kafka_timestamp") + F.expr(f"INTERVAL {MAX_CLOCK_SKEW}"),
          f"tx_datetime is more than {MAX_CLOCK_SKEW} ahead of its Kafka timestamp"),
     ]
-    return parsed.select(
+    # The rows come out of a generator (inline of a one-element array): a filter on ``reason`` stays above it.
+    # Without it Spark pushes such a filter below the parsing and inlines from_json into the condition, once per
+    # field it reads: 27 parses per record, 5x the time (measured: 4.0 s instead of 0.8 s for 50,000 records).
+    return parsed.select(F.inline(F.array(F.struct(
         F.col("_typed.transaction_id").alias("transaction_id"), event_time.alias("tx_datetime"),
         *(F.col(f"_typed.{name}").alias(name) for name in ("customer_id", "terminal_id", "tx_amount", "tx_fraud")),
         "payload", "kafka_topic", "kafka_partition", "kafka_offset", "kafka_timestamp",
-        _first_failure(checks).alias("reason"))
+        _first_failure(checks).alias("reason")))))
+
