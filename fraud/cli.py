@@ -104,12 +104,30 @@ def _backfill(args, settings) -> int:
 
 
 def _stream(args, settings) -> int:
-    from fraud.spark import spark_session
-    from fraud.stream import run_stream, stop_on_signals
+    from fraud.stream import stop_on_signals
+    stop = stop_on_signals()  # first: a SIGTERM while Spark starts is a clean stop too
 
-    stop = stop_on_signals()
-    with spark_session(settings, "fraud-stream", extra_conf={"spark.ui.showConsoleProgress": "false"}) as spark:
-        run_stream(spark, settings, tuple(args.sinks.split(",")), stop, args.model)
+    from fraud.spark import launched_by_spark_submit, spark_session
+    from fraud.stream.queries import DECISION, DELIVERED, DELIVERY, DeliveryProcess, run_stream
+
+    parts = tuple(args.queries.split(","))
+    delivery = None
+    if parts == (DECISION, DELIVERY) and not launched_by_spark_submit() and set(args.sinks.split(",")) & set(DELIVERED):
+        parts = (DECISION,)  # the delivery query runs beside, in its own process
+        delivery = DeliveryProcess([*(["--config", args.config] if args.config else []), "stream", "--sinks",
+                                    args.sinks, "--queries", DELIVERY], settings.stream.delivery_nice)
+    with spark_session(settings, f"fraud-{'-'.join(parts)}", ui=False,
+                       extra_conf={"spark.ui.showConsoleProgress": "false"}) as spark:
+        run_stream(spark, settings, tuple(args.sinks.split(",")), stop, args.model, parts, delivery)
+    return 0
+
+
+def _warm_start(args, settings) -> int:
+    from fraud.spark import spark_session
+    from fraud.stream.warm_start import warm_start
+
+    with spark_session(settings, "fraud-warm-start") as spark:
+        print(json.dumps(warm_start(spark, settings, args.input)))
     return 0
 
 
@@ -235,7 +253,20 @@ def build_parser() -> argparse.ArgumentParser:
                                         "hot-reloaded (default: stream.model, i.e. models/)")
     stream.add_argument("--sinks", default="delta,mysql,elasticsearch,kafka",
                         help="comma-separated subset of delta,mysql,elasticsearch,kafka (default: all)")
+    stream.add_argument("--queries", default="decision,delivery",
+                        help="decision (Kafka in, decisions out), delivery (MySQL, Elasticsearch, Delta), or both "
+                             "(default: both; outside spark-submit the delivery query runs in a second, lower-priority "
+                             "process)")
     stream.set_defaults(func=_stream)
+
+    warm = sub.add_parser("warm-start", help="seed a new stream's card and terminal state from history",
+                          description="Writes the card and terminal histories of the look-back before the newest "
+                                      "transaction of a history into the stream's state (under "
+                                      "stream.checkpoint_dir), so a new deployment scores its first transactions "
+                                      "with full features. Only a state that has not run yet is seeded.")
+    warm.add_argument("--input", help="Parquet / CSV / Delta history in the handbook's columns (default: the "
+                                      "stream's own Delta archive, transactions_raw with its labels)")
+    warm.set_defaults(func=_warm_start)
 
     dashboard = sub.add_parser("dashboard", help="the live web dashboard (reads Elasticsearch and MySQL)",
                                description="Serves the live dashboard: incoming transaction patterns, alerts "

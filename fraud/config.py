@@ -124,10 +124,12 @@ class SparkConf:
 class StreamConf:
     model: str                    # a model folder, or a folder of them (the newest is served and hot-reloaded)
     checkpoint_dir: str           # relative paths are under state_dir
-    trigger_seconds: float
-    lateness: str                 # how long to wait for records produced earlier (Kafka time), e.g. "0 seconds"
+    trigger_seconds: float        # decision query: 0 = the next micro-batch as soon as the previous one is done
+    delivery_trigger_seconds: float  # delivery query (MySQL, Elasticsearch, Delta): its micro-batch interval
+    delivery_nice: int            # the delivery process's CPU niceness (0-19): decisions come first
     max_offsets_per_trigger: int
-    shuffle_partitions: int       # the stream's own (state and join); a checkpoint keeps the number it started with
+    state_shards: int             # hash partitions of the card and terminal state; fixed for the life of the state
+    shuffle_partitions: int       # the stream's other shuffles (the delivery query's deduplication)
     starting_offsets: str         # earliest | latest, for a new checkpoint
     delay_days: int
     review_threshold: float | None = None  # null = the model's own thresholds
@@ -280,6 +282,9 @@ def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None 
                        ("mysql.port", settings.mysql.port), ("dashboard.port", settings.dashboard.port)):
         if not 0 < port < 65536:
             raise ConfigError(f"'{name}' must be a TCP port, got {port}")
-    if settings.kafka.partitions < 1:
-        raise ConfigError("'kafka.partitions' must be at least 1")
+    for name, count in (("kafka.partitions", settings.kafka.partitions),
+                        ("stream.state_shards", settings.stream.state_shards),
+                        ("stream.max_offsets_per_trigger", settings.stream.max_offsets_per_trigger)):
+        if count < 1:
+            raise ConfigError(f"'{name}' must be at least 1, got {count}")
     return settings

@@ -1,7 +1,7 @@
 """Schemas declared once: the Kafka message contract and the scored-row contract."""
 from __future__ import annotations
 
-from pyspark.sql.types import (DoubleType, LongType, StringType, StructField, StructType, TimestampType)
+from pyspark.sql.types import DoubleType, IntegerType, LongType, StringType, StructField, StructType, TimestampType
 
 # transactions.raw message contract (JSON). tx_datetime is ISO-8601 text on the
 # wire and parsed to a timestamp (UTC, no zone) after validation.
@@ -30,6 +30,26 @@ SCORED_ROW = StructType([
     StructField("scored_at", TimestampType()),
 ])
 
+# Where the stream delivers a scored row (MySQL, Elasticsearch, Delta) it adds when the decision was published: the
+# timestamp of its record on the result topic (which is that record's own Kafka timestamp). Null from a backfill.
+DECIDED_AT = "decided_at"
+
 # The Delta scored table also keeps every feature of the row (HANDBOOK_FEATURES then
 # EXTRA_FEATURES, as doubles) in this struct column: what retraining and audits read.
 FEATURES_COLUMN = "features"
+
+# A record that does not fit the contract, on the dead-letter topic (JSON) and in MySQL dead_letters: where it
+# was in Kafka, why it was refused, and what it held.
+DEAD_LETTER = StructType([
+    StructField("source_topic", StringType(), False),
+    StructField("source_partition", IntegerType(), False),
+    StructField("source_offset", LongType(), False),
+    StructField("reason", StringType(), False),
+    StructField("payload", StringType()),
+    StructField("kafka_timestamp", TimestampType()),
+    StructField("received_at", TimestampType(), False),
+])
+
+# JSON written and read by the stream (result and dead-letter topics): timestamps to the microsecond (Spark's own
+# default keeps milliseconds), in UTC with a zone designator.
+JSON_OPTIONS = {"timestampFormat": "yyyy-MM-dd'T'HH:mm:ss.SSSSSSXXX"}

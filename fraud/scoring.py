@@ -22,23 +22,30 @@ from udfs.scoring import score_column
 FEATURES_TYPE = StructType([StructField(name, DoubleType()) for name in [*HANDBOOK_FEATURES, *EXTRA_FEATURES]])
 
 
-def scored_rows(features: DataFrame, score: Column, kafka_timestamp: Column, scored_at: Column) -> DataFrame:
-    """Rows with the canonical columns and every feature -> SCORED_ROW columns + ``features``.
-
-    ``score`` is the struct column of ``udfs.scoring.score_column`` (or ``ModelServer.score``).
-    """
-    return features.withColumn("_score", score).select(
+def scored_columns(kafka_timestamp: Column, scored_at: Column, score: str = "_score") -> list[Column]:
+    """SCORED_ROW's columns and the ``features`` struct, from rows with the canonical columns, every feature and the
+    ``score`` struct column (``udfs.scoring.score_column``)."""
+    return [
         F.col("TRANSACTION_ID").alias("transaction_id"),
         F.col("TX_DATETIME").cast("timestamp").alias("tx_datetime"),
         F.col("CUSTOMER_ID").alias("customer_id"),
         F.col("TERMINAL_ID").alias("terminal_id"),
         F.col("TX_AMOUNT").alias("tx_amount"),
-        "_score.fraud_score", "_score.decision", "_score.reason_codes", "_score.model_version",
+        *(F.col(f"{score}.{name}").alias(name) for name in ("fraud_score", "decision", "reason_codes",
+                                                            "model_version")),
         kafka_timestamp.cast("timestamp").alias("kafka_timestamp"),
         scored_at.cast("timestamp").alias("scored_at"),
         F.struct(*(F.col(name).cast("double").alias(name) for name in FEATURES_TYPE.fieldNames()))
         .alias(FEATURES_COLUMN),
-    ).select(*SCORED_ROW.fieldNames(), FEATURES_COLUMN)
+    ]
+
+
+def scored_rows(features: DataFrame, score: Column, kafka_timestamp: Column, scored_at: Column) -> DataFrame:
+    """Rows with the canonical columns and every feature -> SCORED_ROW columns + ``features``.
+
+    ``score`` is the struct column of ``udfs.scoring.score_column``.
+    """
+    return features.withColumn("_score", score).select(*scored_columns(kafka_timestamp, scored_at))
 
 
 def score_transactions(transactions: DataFrame, artifact: ModelArtifact, delay_days: int = 7) -> DataFrame:

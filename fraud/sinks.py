@@ -18,7 +18,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from fraud.config import Settings
-from fraud.schemas import SCORED_ROW
+from fraud.schemas import DECIDED_AT, JSON_OPTIONS, SCORED_ROW
 from fraud.stack.mariadb import connect
 
 KEY = "transaction_id"
@@ -131,47 +131,53 @@ def write_to_delta(df: DataFrame, path: str, batch: tuple[str, int] | None = Non
 def write_to_kafka(df: DataFrame, settings: Settings, topic: str, key: str | Column = KEY) -> None:
     """Publish each row as JSON keyed by ``key`` (at least once; a replay repeats identical records)."""
     key = F.col(key) if isinstance(key, str) else key
-    (df.select(key.cast("string").alias("key"), F.to_json(F.struct(*df.columns)).alias("value"))
+    (df.select(key.cast("string").alias("key"), F.to_json(F.struct(*df.columns), JSON_OPTIONS).alias("value"))
         .write.format("kafka").options(**settings.kafka.spark_options())
         .option("topic", topic).save())
 
 
-def write_dead_letters(rejected: DataFrame, settings: Settings, stage_tag: str) -> None:
-    """Records that failed validation (fraud.validation rows with a reason) to the dead-letter topic,
-    keyed by their Kafka position, and to MySQL ``dead_letters`` (upsert by that position)."""
-    letters = rejected.select(
-        F.col("kafka_topic").alias("source_topic"), F.col("kafka_partition").alias("source_partition"),
-        F.col("kafka_offset").alias("source_offset"), F.substring("reason", 1, 512).alias("reason"), "payload",
-        "kafka_timestamp", F.current_timestamp().alias("received_at"))
-    write_to_kafka(letters, settings, settings.kafka.topics.deadletter,
-                   key=F.concat_ws(":", "source_topic", "source_partition", "source_offset"))
+def write_dead_letters(letters: DataFrame, settings: Settings, stage_tag: str) -> None:
+    """DEAD_LETTER rows (``fraud.validation.dead_letters``) to MySQL ``dead_letters`` (upsert by Kafka position)."""
     write_to_mysql(letters, settings, "dead_letters", stage_tag)
 
 
 SINKS = ("delta", "mysql", "elasticsearch", "kafka")
 
 
-def write_to_sinks(rows: DataFrame, settings: Settings, sinks: tuple[str, ...], stage_tag: str,
-                   batch: tuple[str, int] | None = None) -> dict[str, int]:
-    """Write scored rows (fraud.scoring.scored_rows) to each named sink, deduplicated by transaction id.
-
-    Delta keeps the ``features`` struct, the other sinks take SCORED_ROW. ``batch``
-    is the stream's (query id, batch id) (see write_to_delta). The rows are
-    computed once (cached), then written to the sinks concurrently; returns how
-    many got each decision.
-    """
+def check_sinks(sinks: tuple[str, ...]) -> None:
+    """Raises ValueError naming any sink that is not one of SINKS."""
     unknown = set(sinks) - set(SINKS)
     if unknown:
         raise ValueError(f"unknown sink(s) {sorted(unknown)}; choose from {SINKS}")
+
+
+def scored_writers(rows: DataFrame, settings: Settings, sinks: tuple[str, ...], stage_tag: str,
+                   batch: tuple[str, int] | None = None) -> dict[str, Callable[[], None]]:
+    """The write of scored rows (SCORED_ROW + ``features``, and DECIDED_AT from the stream) to each named sink, to
+    run with ``write_concurrently``.
+
+    Delta keeps the ``features`` struct, the other sinks take SCORED_ROW (and DECIDED_AT). ``batch`` is a stream's (query id, batch
+    id) (see write_to_delta). Raises ValueError for an unknown sink.
+    """
+    check_sinks(sinks)
+    scored = rows.select(*SCORED_ROW.fieldNames(), *([DECIDED_AT] if DECIDED_AT in rows.columns else []))
+    writers = {"delta": lambda: write_to_delta(rows, settings.scored_table, batch),
+               "mysql": lambda: write_to_mysql(scored, settings, "scored_transactions", stage_tag),
+               "elasticsearch": lambda: write_to_elasticsearch(scored, settings),
+               "kafka": lambda: write_to_kafka(scored, settings, settings.kafka.topics.scored)}
+    return {sink: writers[sink] for sink in sinks}
+
+
+def write_to_sinks(rows: DataFrame, settings: Settings, sinks: tuple[str, ...], stage_tag: str) -> dict[str, int]:
+    """Write scored rows (fraud.scoring.scored_rows) to each named sink, deduplicated by transaction id (the
+    backfill). The rows are computed once (cached), then written to the sinks concurrently; returns how many got
+    each decision. Raises ValueError for an unknown sink, and the first write's error once all are done.
+    """
+    check_sinks(sinks)
     rows = rows.dropDuplicates([KEY]).persist(StorageLevel.MEMORY_AND_DISK)
     try:
         decisions = {r["decision"]: r["count"] for r in rows.groupBy("decision").count().collect()}
-        scored = rows.select(*SCORED_ROW.fieldNames())
-        writers = {"delta": lambda: write_to_delta(rows, settings.scored_table, batch),
-                   "mysql": lambda: write_to_mysql(scored, settings, "scored_transactions", stage_tag),
-                   "elasticsearch": lambda: write_to_elasticsearch(scored, settings),
-                   "kafka": lambda: write_to_kafka(scored, settings, settings.kafka.topics.scored)}
-        seconds = write_concurrently({sink: writers[sink] for sink in sinks})
+        seconds = write_concurrently(scored_writers(rows, settings, sinks, stage_tag))
         for sink in sinks:
             log.info("%s: %d rows written in %.1fs", sink, sum(decisions.values()), seconds[sink])
     finally:

@@ -22,15 +22,17 @@ from fraud.topics import read_topic
 DEFAULT_MODEL = PROJECT_ROOT / "models" / "default"
 
 
-def isolated_pipeline(stack: Settings, tmp_path: Path, name: str) -> tuple[Settings, dict[str, str]]:
+def isolated_pipeline(stack: Settings, tmp_path: Path, name: str, **overrides: str) -> tuple[Settings, dict[str, str]]:
     """Settings (and the environment that gives them to a subprocess) with their own topics, MySQL database,
-    Elasticsearch index, Delta folder and checkpoints on the running test stack."""
+    Elasticsearch index, Delta folder and checkpoints on the running test stack; ``overrides``: more FRAUD_*
+    variables (FRAUD_KAFKA_PARTITIONS=1, say)."""
     tag = f"{name}-{uuid.uuid4().hex[:6]}".lower()
     env = {**TEST_ENV, "FRAUD_MYSQL_PASSWORD": stack.mysql.password,
            **{f"FRAUD_KAFKA_TOPICS_{kind.upper()}": f"{tag}.{kind}" for kind in ("raw", "labels", "scored",
                                                                                   "deadletter")},
            "FRAUD_MYSQL_DATABASE": f"fraud_{tag.replace('-', '_')}", "FRAUD_ELASTICSEARCH_INDEX": f"scored-{tag}",
-           "FRAUD_DELTA_DIR": str(tmp_path / "delta"), "FRAUD_STREAM_CHECKPOINT_DIR": str(tmp_path / "checkpoints")}
+           "FRAUD_DELTA_DIR": str(tmp_path / "delta"), "FRAUD_STREAM_CHECKPOINT_DIR": str(tmp_path / "checkpoints"),
+           **overrides}
     settings = stack_settings(**env)
     create_database_and_user(settings)
     bootstrap(settings)
@@ -38,16 +40,18 @@ def isolated_pipeline(stack: Settings, tmp_path: Path, name: str) -> tuple[Setti
 
 
 class StreamProcess:
-    """``fraud stream`` in its own process group, so a kill -9 takes its JVM and Python workers too."""
+    """``fraud stream`` (or ``command``: python's arguments) in its own process group, so a kill -9 takes its JVM
+    and Python workers too."""
 
-    def __init__(self, env: dict[str, str], log_file: Path, *args: str):
-        self.env, self.log_file, self.args = env, log_file, args
+    def __init__(self, env: dict[str, str], log_file: Path, *args: str, command: list[str] | None = None):
+        self.env, self.log_file = env, log_file
+        self.command = command or ["-m", "fraud.cli", "stream", "--model", str(DEFAULT_MODEL), *args]
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> "StreamProcess":
         with self.log_file.open("a") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "fraud.cli", "stream", "--model", str(DEFAULT_MODEL), *self.args],
+                [sys.executable, *self.command],
                 env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT,
                 start_new_session=True)
         return self

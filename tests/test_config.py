@@ -39,6 +39,7 @@ def test_password_from_secrets_file_unless_environment_sets_it(tmp_path: Path):
     ({"FRAUD_KAFKA_PORT": "ninety"}, "'kafka.port' must be an integer"),
     ({"FRAUD_MYSQL_PORT": "70000"}, "'mysql.port' must be a TCP port"),
     ({"FRAUD_KAFKA_PARTITIONS": "0"}, "'kafka.partitions' must be at least 1"),
+    ({"FRAUD_STREAM_STATE_SHARDS": "0"}, "'stream.state_shards' must be at least 1"),
 ])
 def test_bad_values_fail_naming_the_key(env, message):
     with pytest.raises(ConfigError, match=message):

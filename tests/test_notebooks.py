@@ -236,6 +236,6 @@ def test_stream_monitoring_of_a_stream_that_ran(streamed_pipeline):
     letters = text(notebook, "dead-letters")
     assert figures(notebook, "dead-letters") == 1 and "malformed JSON" in letters and "empty payload" in letters
     if mysql_count(settings, "stream_progress"):
-        assert figures(notebook, "progress") == 1 and "fraud-scoring" in text(notebook, "progress")
+        assert figures(notebook, "progress") == 1 and "fraud-decision" in text(notebook, "progress")
     else:  # the stream of this tree does not report its batches
         assert "stream_progress is empty" in text(notebook, "progress")

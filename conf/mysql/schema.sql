@@ -14,6 +14,7 @@ CREATE TABLE IF NOT EXISTS scored_transactions (
     model_version    VARCHAR(64)   NULL,
     kafka_timestamp  DATETIME(3)   NULL,
     scored_at        DATETIME(3)   NULL,
+    decided_at       DATETIME(3)   NULL,
     PRIMARY KEY (transaction_id),
     KEY idx_scored_tx_datetime (tx_datetime),
     KEY idx_scored_customer (customer_id, tx_datetime),
@@ -44,6 +45,9 @@ CREATE TABLE IF NOT EXISTS stream_progress (
     processed_rows_per_second DOUBLE NULL,
     duration_ms      BIGINT        NOT NULL,
     offsets_behind   BIGINT        NULL,
+    state_keys       BIGINT        NULL,
+    state_records    BIGINT        NULL,
+    state_bytes      BIGINT        NULL,
     PRIMARY KEY (query_name, batch_id),
     KEY idx_progress_reported_at (reported_at)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4;

@@ -161,17 +161,18 @@ def _rates(outcome: dict) -> dict:
 
 
 def scoring_status(es: Elasticsearch, index: str) -> dict:
-    """Documents, the model version of the newest score, and the Kafka-to-scored latency percentiles of the newest
-    LATENCY_SAMPLE scored transactions."""
+    """Documents, the model version of the newest score, and the latency percentiles from Kafka to the decision on
+    the result topic (``decided_at``) of the newest LATENCY_SAMPLE scored transactions."""
     newest = es.search(index=index, size=1, query={"bool": {"filter": [SCORED]}}, sort=[{"scored_at": "desc"}],
                        source=["model_version", "scored_at"], track_total_hits=True)
     hits = newest["hits"]["hits"]
     if not hits:
         return {"scored": 0, "model_version": None, "scored_at": None, "latency_s": None}
     recent = es.search(index=index, size=LATENCY_SAMPLE, sort=[{"scored_at": "desc"}],
-                       query={"bool": {"filter": [SCORED, {"exists": {"field": "kafka_timestamp"}}]}},
-                       source=["scored_at", "kafka_timestamp"])["hits"]["hits"]
-    seconds = pd.Series([(_time(h["_source"]["scored_at"]) - _time(h["_source"]["kafka_timestamp"])).total_seconds()
+                       query={"bool": {"filter": [SCORED, {"exists": {"field": "kafka_timestamp"}},
+                                                  {"exists": {"field": "decided_at"}}]}},
+                       source=["decided_at", "kafka_timestamp"])["hits"]["hits"]
+    seconds = pd.Series([(_time(h["_source"]["decided_at"]) - _time(h["_source"]["kafka_timestamp"])).total_seconds()
                          for h in recent])
     return {"scored": newest["hits"]["total"]["value"], "model_version": hits[0]["_source"]["model_version"],
             "scored_at": _time(hits[0]["_source"]["scored_at"]).isoformat(timespec="milliseconds"),
@@ -188,15 +189,17 @@ def _time(value: str | int) -> datetime:
 
 
 def stream_health(settings: Settings, minutes: int = 30) -> dict:
-    """Micro-batches of the last ``minutes`` (per query: duration, rows/s, offsets behind), the newest one and the
-    newest that read records (Spark also runs empty batches to advance the watermark), and dead letters."""
+    """Micro-batches of the last ``minutes`` (per query: duration, rows/s, offsets behind, and the decision query's
+    state size: keys, history records, bytes), the newest one and the newest that read records (Spark also runs
+    empty batches), and dead letters."""
     with connect(settings, connection_timeout=5) as conn, conn.cursor(dictionary=True) as cur:
         cur.execute("SELECT MAX(reported_at) AS newest FROM stream_progress")
         newest = cur.fetchone()["newest"]
         batches = []
         if newest is not None:
             cur.execute("SELECT query_name, batch_id, reported_at, input_rows, processed_rows_per_second, "
-                        "duration_ms, offsets_behind FROM stream_progress WHERE reported_at >= %s "
+                        "duration_ms, offsets_behind, state_keys, state_records, state_bytes FROM stream_progress "
+                        "WHERE reported_at >= %s "
                         "ORDER BY reported_at", (newest - timedelta(minutes=minutes),))
             batches = [{**row, "reported_at": row["reported_at"].isoformat()} for row in cur.fetchall()]
         cur.execute("SELECT COUNT(*) AS n FROM dead_letters")

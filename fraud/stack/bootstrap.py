@@ -37,10 +37,35 @@ def sql_statements(text: str) -> list[str]:
     return [stmt.strip() for stmt in without_comments.split(";") if stmt.strip()]
 
 
-def create_tables(settings: Settings) -> None:
+def column_definitions(statement: str) -> tuple[str, dict[str, str]] | None:
+    """A CREATE TABLE statement -> (table, column name -> its definition); None for any other statement."""
+    match = re.match(r"CREATE TABLE IF NOT EXISTS (\w+) \((.*)\)[^)]*$", statement, re.S)
+    if not match:
+        return None
+    lines = (line.strip().rstrip(",") for line in match.group(2).splitlines())
+    return match.group(1), {line.split()[0]: line for line in lines
+                            if line and not re.match(r"(PRIMARY|UNIQUE|KEY|INDEX)\b", line)}
+
+
+def create_tables(settings: Settings) -> list[str]:
+    """Create the missing tables, and add to existing ones the columns added to the DDL since they were created
+    (``ALTER TABLE ... ADD COLUMN``, valid on MariaDB and MySQL 8); returns the columns added."""
+    added = []
     with connect(settings) as conn, conn.cursor() as cur:
         for statement in sql_statements(SCHEMA_SQL.read_text()):
             cur.execute(statement)
+            table = column_definitions(statement)
+            if table is None:
+                continue
+            name, columns = table
+            cur.execute("SELECT column_name FROM information_schema.columns WHERE table_schema = DATABASE() "
+                        "AND table_name = %s", (name,))
+            present = {row[0].lower() for row in cur.fetchall()}
+            for column, definition in columns.items():
+                if column.lower() not in present:
+                    cur.execute(f"ALTER TABLE {name} ADD COLUMN {definition}")
+                    added.append(f"{name}.{column}")
+    return added
 
 
 def create_index(settings: Settings) -> bool:
@@ -61,6 +86,6 @@ def create_index(settings: Settings) -> bool:
 def bootstrap(settings: Settings) -> dict[str, object]:
     """Create topics, tables and the index as needed; returns what it did."""
     created_topics = create_topics(settings)
-    create_tables(settings)
+    added_columns = create_tables(settings)
     created_index = create_index(settings)
-    return {"topics_created": created_topics, "index_created": created_index}
+    return {"topics_created": created_topics, "columns_added": added_columns, "index_created": created_index}

@@ -6,7 +6,7 @@ const REFRESH_MS = Number(document.body.dataset.refreshMs) || 5000;
 const SVG = "http://www.w3.org/2000/svg";
 const COLORS = { count: "#3a7bd5", amount: "#2e9d6a", approve: "#3a7bd5", review: "#e0a100", block: "#d64545",
                  fraud: "#d64545", genuine: "#3a7bd5", precision: "#7a4cc2", recall: "#2e9d6a",
-                 intake: "#8a93a6", scoring: "#3a7bd5" };
+                 delivery: "#8a93a6", decision: "#3a7bd5" };
 
 function element(tag, text, attrs = {}) {
   const node = document.createElement(tag);
@@ -182,14 +182,18 @@ function renderPerformance(data) {
 }
 
 function renderHealth(data) {
-  const scoring = data.latest["fraud-scoring"] || {};
-  const busy = data.latest_with_data["fraud-scoring"] || {};
+  const decision = data.latest["fraud-decision"] || {};
+  const busy = data.latest_with_data["fraud-decision"] || {};
   kpis(document.getElementById("kpi-health"), [
-    ["consumer lag (records)", number(scoring.offsets_behind)],
-    ["last scoring batch with data", busy.duration_ms === undefined ? "–" : `${number(busy.duration_ms / 1000, 1)} s`],
+    ["consumer lag (records)", number(decision.offsets_behind)],
+    ["last decision batch with data", busy.duration_ms === undefined ? "–" : `${number(busy.duration_ms / 1000, 1)} s`],
     ["records/s in it", number(busy.processed_rows_per_second)],
+    ["state: cards and terminals", number(decision.state_keys)],
+    ["state: transactions kept", number(decision.state_records)],
+    ["state size (MB)", decision.state_bytes === undefined || decision.state_bytes === null ? "–"
+      : number(decision.state_bytes / 1e6, 1)],
     ["dead letters", number(data.dead_letters)]]);
-  const queries = ["fraud-intake", "fraud-scoring"];
+  const queries = ["fraud-decision", "fraud-delivery"];
   const times = [...new Set(data.batches.map((b) => b.reported_at))].sort();
   const series = (field, scale = 1) => queries.map((q) => {
     const byTime = new Map(data.batches.filter((b) => b.query_name === q).map((b) => [b.reported_at, b[field]]));
@@ -208,7 +212,7 @@ function renderHealth(data) {
 let scoringStatus = {};
 function renderStatus() {
   const s = scoringStatus;
-  const latency = s.latency_s ? `Kafka → scored p50 ${number(s.latency_s.p50, 1)} s, p99 ${number(s.latency_s.p99, 1)} s`
+  const latency = s.latency_s ? `Kafka → decision p50 ${number(s.latency_s.p50, 1)} s, p99 ${number(s.latency_s.p99, 1)} s`
     : "no latency yet";
   document.getElementById("status").textContent = [
     `updated ${new Date().toLocaleTimeString()}`, `model ${s.model_version || "–"}`,

@@ -1,0 +1,114 @@
+"""Warm start: a new deployment's card and terminal state seeded from history, so its first transactions are
+scored with full features instead of an empty past.
+
+The history is the stream's own Delta archive (``transactions_raw`` with the labels
+of ``labels``) or a Parquet / CSV / Delta history in the handbook's columns
+(``fraud.io``). The look-back before its newest transaction (74 days for cards,
+whose high-amount flags read 60 days behind each of the last 14; the terminal
+look-back for terminals) is written into the decision query's state as micro-batch
+-1, which the first run of the query adopts. Only a state that has not served a
+micro-batch yet is seeded.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pandas as pd
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from fraud.config import Settings
+from fraud.features import DAY_US, customer_history_days
+from fraud.features_pandas import customer_features
+from fraud.io import read_transactions
+from fraud.stream.decisions import keyed_by
+from fraud.stream.queries import state_folder
+from fraud.stream.state import (CARD, CARD_HISTORY, TERMINAL, TERMINAL_HISTORY, card_reach_us, key_updates,
+                                terminal_reach_us)
+from fraud.stream.store import StateMismatchError, shard_batch, shard_path, state_size
+
+log = logging.getLogger(__name__)
+SEED_BATCH = -1
+
+
+def archived_history(spark: SparkSession, settings: Settings) -> DataFrame:
+    """The stream's Delta archive as a history in canonical columns: each transaction once, with its newest label.
+
+    Raises fraud.io.InputError when there is no archive yet.
+    """
+    transactions = read_transactions(spark, settings.raw_table).drop("TX_FRAUD").dropDuplicates(["TRANSACTION_ID"])
+    if not Path(settings.labels_table).exists():
+        return transactions.withColumn("TX_FRAUD", F.lit(None).cast("int"))
+    labels = (spark.read.format("delta").load(settings.labels_table)
+              .groupBy("transaction_id").agg(F.max_by("tx_fraud", "kafka_offset").cast("int").alias("TX_FRAUD")))
+    return transactions.join(labels.withColumnRenamed("transaction_id", "TRANSACTION_ID"), "TRANSACTION_ID", "left")
+
+
+def _seed(frames: Iterator[pd.DataFrame], *, route: str, folder: str, shards: int,
+          delay_days: int) -> Iterator[pd.DataFrame]:
+    """mapInPandas body: every key of a partition's history rows into its shard's state (micro-batch -1)."""
+    frames = [frame for frame in frames if len(frame)]
+    if not frames:
+        return
+    rows = pd.concat(frames, ignore_index=True)
+    for shard, part in rows.groupby("shard"):
+        part = part.sort_values(["key", "event_us", "TRANSACTION_ID"], kind="stable")
+        keys, owner = np.unique(part["key"].to_numpy(dtype=object), return_inverse=True)
+        order = np.lexsort((np.arange(len(part)), part["event_us"].to_numpy(), owner))
+        owner, part = owner[order], part.iloc[order]
+        if route == CARD:
+            records = np.zeros(len(part), CARD_HISTORY)
+            records["amount"] = part["TX_AMOUNT"].to_numpy(float)
+            records["time"] = part["event_us"].to_numpy()
+            _, records["high"] = customer_features(owner, records["time"], records["amount"])
+            reach = card_reach_us()
+        else:
+            records = np.zeros(len(part), TERMINAL_HISTORY)
+            records["fraud"] = part["TX_FRAUD"].to_numpy(float)
+            reach = terminal_reach_us(delay_days)
+        records["time"], records["id"] = part["event_us"].to_numpy(), part["id_hash"].to_numpy()
+        updates = key_updates(keys, owner, records, [None] * len(keys), reach)
+        with shard_batch(shard_path(Path(folder), route, int(shard)), None, SEED_BATCH, shards) as store:
+            store.get(list(updates))
+            store.put(updates)
+            store.newest_seen(int(records["time"].max()))
+        yield pd.DataFrame({"route": [route], "shard": [int(shard)], "keys": [len(updates)],
+                            "records": [sum(u.records for u in updates.values())]})
+
+
+def warm_start(spark: SparkSession, settings: Settings, history: str | Path | None = None) -> dict[str, object]:
+    """Seed the decision query's state from ``history`` (a Parquet / CSV / Delta path; None: the stream's Delta
+    archive). Returns what was written: keys and records per route, the history's last event time.
+
+    Raises StateMismatchError when the state already served a micro-batch, fraud.io.InputError for a history
+    that cannot be read.
+    """
+    folder = state_folder(settings)
+    if state_size(folder).keys or any(folder.glob("*.sqlite")):
+        raise StateMismatchError(f"{folder} already holds state: a warm start seeds a new deployment only (remove "
+                                 f"{folder} and the checkpoints under {settings.checkpoint_dir} to start over)")
+    transactions = read_transactions(spark, history) if history else archived_history(spark, settings)
+    end = transactions.agg(F.max("TX_DATETIME")).first()[0]
+    if end is None:
+        raise StateMismatchError(f"{history or settings.raw_table}: the history is empty, nothing to seed")
+    since = F.lit(end).cast("timestamp") - F.expr(f"INTERVAL {customer_history_days()} DAYS")
+    rows = transactions.where(F.col("TX_DATETIME").cast("timestamp") > since).select(
+        "TRANSACTION_ID", "CUSTOMER_ID", "TERMINAL_ID", "TX_AMOUNT", F.col("TX_FRAUD").cast("double"),
+        F.unix_micros(F.col("TX_DATETIME").cast("timestamp")).alias("event_us"),
+        F.xxhash64(F.col("TRANSACTION_ID").cast("string")).alias("id_hash"))
+    conf = settings.stream
+    written = []
+    for route, key in ((CARD, "CUSTOMER_ID"), (TERMINAL, "TERMINAL_ID")):
+        keyed = keyed_by(rows, key, conf.state_shards)
+        seed = functools.partial(_seed, route=route, folder=str(folder), shards=conf.state_shards,
+                                 delay_days=conf.delay_days)
+        written += keyed.mapInPandas(seed, "route string, shard int, keys long, records long").collect()
+    report = {route: {"keys": sum(r.keys for r in written if r.route == route),
+                      "records": sum(r.records for r in written if r.route == route)} for route in (CARD, TERMINAL)}
+    report["history_end"] = str(end)
+    log.info("warm start: %s", report)
+    return report

@@ -1,0 +1,134 @@
+"""The decision query in Spark, in-process (``tests/inprocess.py``): features, scores, replays, dead letters."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fraud.features import EXTRA_FEATURES, HANDBOOK_FEATURES
+from fraud.features_pandas import add_all_features_pandas
+from fraud.producer import label_message, transaction_message
+from fraud.stream.store import StateMismatchError
+from fraud.stream.warm_start import warm_start
+from inprocess import DEFAULT_MODEL, InProcessStream
+from test_features import _random_transactions
+from training.artifacts import load_model
+from udfs.scoring import score_features
+
+DELAY_DAYS = 7
+FEATURES = [*HANDBOOK_FEATURES, *EXTRA_FEATURES]
+
+
+@pytest.fixture
+def stream(spark, tmp_path):
+    running = InProcessStream(spark, tmp_path)
+    yield running
+    running.stop()
+
+
+def send_in_order(stream: InProcessStream, transactions: pd.DataFrame, batches: int, label_delay_days=DELAY_DAYS):
+    """``batches`` micro-batches of transactions in event-time order (keyed by card: partition = card mod 3), each
+    after the labels known by its end (a label arriving before its transaction waits for it in the state)."""
+    transactions = transactions.sort_values(["TX_DATETIME", "TRANSACTION_ID"])
+    known_at = (transactions.TX_DATETIME + pd.Timedelta(days=label_delay_days)).to_numpy()
+    cuts = np.linspace(0, len(transactions), batches + 1).astype(int)
+    topics = stream.settings.kafka.topics
+    labelled = 0
+    for low, high in zip(cuts[:-1], cuts[1:]):
+        chunk = transactions.iloc[low:high]
+        due = len(transactions) if high == len(transactions) else int(np.searchsorted(
+            known_at, chunk.TX_DATETIME.max().to_datetime64(), side="right"))
+        if due > labelled:
+            stream.send(topics.labels, [label_message(row) for row in transactions.iloc[labelled:due].itertuples()])
+        labelled = due
+        stream.send(topics.raw, [transaction_message(row) for row in chunk.itertuples()],
+                    list(chunk.CUSTOMER_ID % 3))
+        stream.process()
+
+
+def published_features(stream: InProcessStream) -> pd.DataFrame:
+    rows = [{"transaction_id": r["transaction_id"], "fraud_score": r["fraud_score"], "decision": r["decision"],
+             **r["features"]} for r in stream.results()]
+    return pd.DataFrame(rows).set_index("transaction_id")
+
+
+def test_streamed_features_and_scores_equal_the_batch_ones(stream):
+    transactions = _random_transactions(n=2500, days=100)
+    send_in_order(stream.start(), transactions, batches=12)
+    streamed = published_features(stream)
+    expected = add_all_features_pandas(transactions, DELAY_DAYS).set_index("TRANSACTION_ID")
+    assert streamed.index.is_unique and sorted(streamed.index) == sorted(expected.index)
+    streamed = streamed.loc[expected.index]
+    np.testing.assert_allclose(streamed[FEATURES].to_numpy(float), expected[FEATURES].to_numpy(float),
+                               rtol=1e-12, atol=1e-9)
+    scores = score_features(load_model(DEFAULT_MODEL), expected)
+    np.testing.assert_allclose(streamed.fraud_score.to_numpy(), scores.fraud_score.to_numpy(), rtol=0, atol=1e-12)
+    assert (streamed.decision.to_numpy() == scores.decision.to_numpy()).all()
+
+
+def test_a_micro_batch_replayed_after_a_crash_publishes_the_same_records(stream):
+    transactions = _random_transactions(n=600, days=20)
+    send_in_order(stream.start(), transactions, batches=3)
+    first = list(stream.published)
+    stream.stop()
+    checkpoint = stream.settings.checkpoint_dir / "decision"
+    last = max(int(p.name) for p in (checkpoint / "commits").iterdir() if p.name.isdigit())
+    for name in (str(last), f".{last}.crc"):  # the crash came after the records were published, before the commit
+        (checkpoint / "commits" / name).unlink()
+    replayed = stream.start().process()
+    assert replayed, "the last micro-batch was not replayed"
+    keys = {record["key"] for record in replayed}
+    as_tuples = lambda records: sorted(tuple(sorted(r.items())) for r in records)  # noqa: E731
+    assert as_tuples(replayed) == as_tuples(r for r in first if r["key"] in keys)
+    assert len(replayed) == len(keys) >= 100
+
+
+def test_the_reported_contamination_case_is_gone_in_spark(stream):
+    """Issue 12's reproduction on the real path: card 9000042 spends 1e22, then card 9000106 spends 10, 20, 60,
+    and card 9000107, in another shard, the same; both get the same features and scores."""
+    def tx(tid, card, minute, amount):
+        return {"transaction_id": tid, "tx_datetime": f"2026-01-09T10:{minute:02d}:00Z", "customer_id": card,
+                "terminal_id": 7000000 + tid, "tx_amount": amount}
+    messages = [tx(1, 9000042, 0, 1e22), *(tx(t, 9000106, m, a) for t, m, a in ((2, 5, 10.0), (3, 10, 20.0),
+                                                                              (4, 15, 60.0))),
+                *(tx(t, 9000107, m, a) for t, m, a in ((12, 5, 10.0), (13, 10, 20.0), (14, 15, 60.0)))]
+    stream.start().send(stream.settings.kafka.topics.raw, messages)
+    stream.process()
+    by_id = {r["transaction_id"]: r for r in stream.results()}
+    for w in (1, 7, 30):
+        assert [by_id[t]["features"][f"CUSTOMER_ID_AVG_AMOUNT_{w}DAY_WINDOW"] for t in (2, 3, 4)] == [10.0, 15.0, 30.0]
+    assert [round(by_id[t]["features"]["CUSTOMER_ID_AMOUNT_ZSCORE_30DAY"], 2) for t in (2, 3, 4)] == [0.0, 0.83, 1.33]
+    assert [by_id[t]["fraud_score"] for t in (2, 3, 4)] == [by_id[t]["fraud_score"] for t in (12, 13, 14)]
+
+
+def test_invalid_records_are_published_as_dead_letters_with_their_reason(stream):
+    topics = stream.start().settings.kafka.topics
+    stream.send(topics.raw, [b"not json", b'{"transaction_id": 5}', None,
+                             {"transaction_id": 6, "tx_datetime": "2026-01-09T10:00:00Z", "customer_id": 1,
+                              "terminal_id": 2, "tx_amount": 3.5}])
+    stream.process()
+    letters = {letter.get("payload"): letter["reason"] for letter in stream.results(topics.deadletter)}
+    assert letters == {"not json": "payload is not a JSON object", '{"transaction_id": 5}': "missing tx_datetime",
+                       None: "empty payload"}
+    assert [r["transaction_id"] for r in stream.results()] == [6]
+
+
+def test_a_warm_started_stream_scores_its_first_transactions_with_their_full_history(spark, stream, tmp_path):
+    """Seeded from the first 80 days, the stream's features of the next 20 equal the batch features over all 100;
+    without the seed they would not (the cards and terminals would start empty)."""
+    transactions = _random_transactions(n=3000, days=100).sort_values(["TX_DATETIME", "TRANSACTION_ID"])
+    cut = transactions.TX_DATETIME.min() + pd.Timedelta(days=80)
+    history, later = transactions[transactions.TX_DATETIME < cut], transactions[transactions.TX_DATETIME >= cut]
+    history.to_parquet(tmp_path / "history.parquet", index=False, coerce_timestamps="us")  # what Spark 3.5 reads
+    report = warm_start(spark, stream.settings, tmp_path / "history.parquet")
+    assert report["card"]["keys"] == history.CUSTOMER_ID.nunique()
+    send_in_order(stream.start(), later, batches=4)  # the history's labels came with it
+    streamed = published_features(stream)
+    expected = add_all_features_pandas(transactions, DELAY_DAYS).set_index("TRANSACTION_ID").loc[streamed.index]
+    assert sorted(streamed.index) == sorted(later.TRANSACTION_ID)
+    np.testing.assert_allclose(streamed[FEATURES].to_numpy(float), expected[FEATURES].to_numpy(float),
+                               rtol=1e-12, atol=1e-9)
+    cold = add_all_features_pandas(later, DELAY_DAYS).set_index("TRANSACTION_ID").loc[streamed.index]
+    assert (cold["CUSTOMER_ID_NB_TX_30DAY_WINDOW"] < expected["CUSTOMER_ID_NB_TX_30DAY_WINDOW"]).mean() > 0.5
+    with pytest.raises(StateMismatchError, match="already holds state"):
+        warm_start(spark, stream.settings, tmp_path / "history.parquet")
