@@ -1,15 +1,16 @@
-"""Backfill: the full dataset through Spark versus a single-process pandas baseline.
+"""Backfill: the full dataset through Spark versus a straightforward pandas computation of the handbook features.
 
-Both sides do the same work on the same rows, in the same run: read the history,
-compute every feature, score with the default model, write the scored rows
-(Spark ``local[2]``: the product's backfill into a new Delta table, then the same
-backfill again, a MERGE into that table; pandas: ``fraud.features_pandas`` +
-``udfs.scoring.score_features``, written to Parquet). ``--quick`` runs both on the
-first QUICK_DAYS days only (a Parquet subset in the work folder).
+In the same run, on the same rows (``--quick``: the first QUICK_DAYS days only):
 
-The pandas run's CPU time (user + system of this process: scikit-learn scores on
-CORES OpenMP threads) bounds what any engine can reach on CORES cores: doing the
-same work with no overhead at all, it cannot take less than that CPU time / CORES.
+- Spark ``local[2]``: the product's backfill (``fraud.backfill``: every feature, the
+  scoring UDF, Delta) into a new table, then the same backfill again into it;
+- pandas, one process: the handbook's own computation of its 14 features alone
+  (``bench.handbook``: per-key groupby with time-based rolling windows), the issue's
+  baseline; and the product's twin (``fraud.features_pandas``: every feature, plus
+  scoring) for reference.
+
+Targets: the new-table backfill at least 2x faster than the handbook features, the
+rerun 1.5x.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from bench import CORES, MODEL
+from bench.handbook import handbook_features
 from bench.report import Outcome, Row, rate
 from fraud.backfill import backfill
 from fraud.config import load_settings
@@ -32,8 +34,10 @@ from fraud.spark import build_spark_session
 from training.artifacts import load_model
 from udfs.scoring import score_features
 
+COLUMNS = ["TRANSACTION_ID", "TX_DATETIME", "CUSTOMER_ID", "TERMINAL_ID", "TX_AMOUNT", "TX_FRAUD"]
 QUICK_DAYS = 10
 TARGET_SPEEDUP = 2.0
+TARGET_RERUN_SPEEDUP = 1.5
 
 
 def cpu_seconds() -> float:
@@ -41,8 +45,15 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def run_handbook(source: Path) -> tuple[float, int]:
+    """Wall seconds of the handbook's pandas features (reading included), rows."""
+    began = time.perf_counter()
+    features = handbook_features(pd.read_parquet(source, columns=COLUMNS))
+    return time.perf_counter() - began, len(features)
+
+
 def run_pandas(source: Path, target: Path) -> tuple[float, float, int]:
-    """Wall seconds, CPU seconds, rows."""
+    """The product's twin, features and scoring, Parquet out: wall seconds, CPU seconds, rows."""
     began, cpu_began = time.perf_counter(), cpu_seconds()
     artifact = load_model(MODEL)
     transactions = pd.read_parquet(source)
@@ -54,7 +65,7 @@ def run_pandas(source: Path, target: Path) -> tuple[float, float, int]:
 
 
 def run_spark(source: Path, work: Path) -> tuple[float, float, float, int]:
-    """Seconds for the first backfill (creates the table), session start, and a rerun (MERGE), rows."""
+    """Seconds for the first backfill (creates the table), session start, and a rerun into the same table, rows."""
     began = time.perf_counter()
     settings = dataclasses.replace(load_settings(), delta_dir=work)
     spark = build_spark_session(settings, "bench-backfill", master=f"local[{CORES}]", ui=False)
@@ -86,30 +97,33 @@ def run(out: Path, quick: bool) -> Outcome:
         if quick:
             source = first_days(source, QUICK_DAYS, work / "subset.parquet")
         spark_s, session_s, rerun_s, spark_rows = run_spark(source, work / "delta")
+        handbook_s, handbook_rows = run_handbook(source)
         pandas_s, pandas_cpu_s, pandas_rows = run_pandas(source, work / "pandas.parquet")
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    speedup, bound = pandas_s / spark_s, pandas_s / (pandas_cpu_s / CORES)
+    speedup, rerun_speedup = handbook_s / spark_s, handbook_s / rerun_s
     details = {
-        "input": f"first {QUICK_DAYS} days" if quick else "full dataset", "rows": spark_rows,
-        "pandas_rows": pandas_rows, "cores": CORES,
+        "input": f"first {QUICK_DAYS} days" if quick else "full dataset", "rows": spark_rows, "cores": CORES,
         "spark_seconds": round(spark_s, 1), "spark_session_start_seconds": round(session_s, 1),
-        "spark_tx_per_s": round(spark_rows / spark_s), "spark_rerun_merge_seconds": round(rerun_s, 1),
-        "spark_rerun_tx_per_s": round(spark_rows / rerun_s),
-        "pandas_seconds": round(pandas_s, 1), "pandas_tx_per_s": round(pandas_rows / pandas_s),
-        "pandas_cpu_seconds": round(pandas_cpu_s, 1), "max_speedup_on_cores": round(bound, 2),
-        "spark_speedup_over_pandas": round(speedup, 2), "target_speedup": TARGET_SPEEDUP,
+        "spark_tx_per_s": round(spark_rows / spark_s), "spark_rerun_seconds": round(rerun_s, 1),
+        "handbook_pandas_seconds": round(handbook_s, 1), "handbook_rows": handbook_rows,
+        "twin_pandas_seconds": round(pandas_s, 1), "twin_pandas_cpu_seconds": round(pandas_cpu_s, 1),
+        "twin_rows": pandas_rows, "speedup_over_handbook": round(speedup, 2),
+        "rerun_speedup_over_handbook": round(rerun_speedup, 2), "target_speedup": TARGET_SPEEDUP,
+        "target_rerun_speedup": TARGET_RERUN_SPEEDUP,
     }
     name = f"backfill ({spark_rows:,} tx{', quick subset' if quick else ''})"
     return Outcome(details, [
-        Row(name, "Spark local[2]: features + scoring UDF + Delta, new table",
+        Row(name, "Spark local[2]: every feature + scoring UDF + Delta, new table",
             f"{rate(spark_rows / spark_s, ' tx/s')} ({spark_s:.1f} s + {session_s:.1f} s session start)"),
-        Row(name, "Spark local[2]: the same rerun, Delta MERGE", f"{rate(spark_rows / rerun_s, ' tx/s')} "
-                                                                  f"({rerun_s:.1f} s)"),
-        Row(name, "pandas, one process: same features + scoring, Parquet out",
-            f"{rate(pandas_rows / pandas_s, ' tx/s')} ({pandas_s:.1f} s)"),
-        Row(name, "Spark (new table) / pandas speed", f"{speedup:.2f}x", f">= {TARGET_SPEEDUP:g}x",
-            speedup >= TARGET_SPEEDUP),
-        Row(name, f"bound: pandas wall / (its CPU time / {CORES} cores), any engine, zero overhead",
-            f"{bound:.2f}x ({pandas_cpu_s:.1f} CPU s)"),
+        Row(name, "Spark local[2]: the same again into that table", f"{rate(spark_rows / rerun_s, ' tx/s')} "
+                                                                     f"({rerun_s:.1f} s)"),
+        Row(name, "pandas, one process: the handbook's 14 features alone (its groupby + rolling code)",
+            f"{rate(handbook_rows / handbook_s, ' tx/s')} ({handbook_s:.1f} s)"),
+        Row(name, "new table, speed over the handbook's pandas features", f"{speedup:.2f}x",
+            f">= {TARGET_SPEEDUP:g}x", speedup >= TARGET_SPEEDUP),
+        Row(name, "rerun, speed over the handbook's pandas features", f"{rerun_speedup:.2f}x",
+            f">= {TARGET_RERUN_SPEEDUP:g}x", rerun_speedup >= TARGET_RERUN_SPEEDUP),
+        Row(name, "for reference: pandas, the product's twin, every feature + scoring, Parquet out",
+            f"{rate(pandas_rows / pandas_s, ' tx/s')} ({pandas_s:.1f} s, {pandas_cpu_s:.1f} CPU s)"),
     ])

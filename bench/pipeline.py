@@ -31,12 +31,13 @@ def running_test_stack() -> Settings:
 
 
 @contextmanager
-def isolated_stream(stack: Settings, work: Path, name: str, log: Path) -> Iterator[tuple[Settings, StreamProcess]]:
-    """An isolated pipeline with ``fraud stream`` (all four sinks) running on it; afterwards the stream is
-    killed unless the caller did (``stream.kill()``: its whole process group; nothing of the run is kept, so
-    no clean stop is needed) and the pipeline removed."""
+def isolated_stream(stack: Settings, work: Path, name: str, log: Path,
+                    command: list[str] | None = None) -> Iterator[tuple[Settings, StreamProcess]]:
+    """An isolated pipeline with ``fraud stream`` (all four sinks; or ``command``, python's arguments) running on
+    it; afterwards the stream is killed unless the caller did (``stream.kill()``: its whole process group; nothing
+    of the run is kept, so no clean stop is needed) and the pipeline removed."""
     settings, env = isolated_pipeline(stack, work, name)
-    stream = StreamProcess(env, log)
+    stream = StreamProcess(env, log, command=command)
     try:
         stamp_on_append(settings, settings.kafka.topics.scored)
         yield settings, stream.start()

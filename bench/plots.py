@@ -30,8 +30,8 @@ def step_plot(step: Step, path: Path) -> None:
             top.plot(series.index, series.values, style, color="black", label=f"p{int(q * 100)} per {BIN_S:g} s")
     unscored = summary["latency_s"]["unscored"]
     top.set_ylabel("send -> scored topic (s)")
-    kind = "sustained run" if step.phase == "sustain" else "step"
-    top.set_title(f"{kind} at {step.rate:,} events/s: sent {summary['input_rate']:,}/s, scored "
+    kind = {"sustain": "sustained run", "month": "month", "floor": "floor"}.get(step.phase, "run")
+    top.set_title(f"{step.kind}, {kind} at {step.rate:,} events/s: sent {summary['input_rate']:,}/s, scored "
                   f"{summary['scored_rate'] or 0:,}/s, {unscored:,} unscored at the end")
     if len(latency):
         top.legend(loc="upper left")
@@ -44,23 +44,6 @@ def step_plot(step: Step, path: Path) -> None:
         axis.axvline(summary["warmup_s"] + summary["seconds"], color="grey", linestyle=":")
         axis.grid(alpha=0.3)
     _save(figure, path)
-
-
-def throughput_plot(steps: list[Step], path: Path) -> None:
-    """Input rate reached and scored rate against the rate asked for."""
-    if not steps:
-        return
-    figure, axis = plt.subplots(figsize=(7, 5))
-    asked = [s.rate for s in steps]
-    axis.plot(asked, asked, "-", color="lightgrey", linewidth=6, label="asked", zorder=0)
-    axis.plot(asked, [s.summary["input_rate"] for s in steps], "o-", label="sent (producer)")
-    scored = [s for s in steps if s.summary["scored_rate"]]  # None: fewer than two micro-batches in the window
-    axis.plot([s.rate for s in scored], [s.summary["scored_rate"] for s in scored], "s-", label="scored (stream)")
-    for step in scored:
-        axis.annotate("kept up" if step.summary["bounded"] else "lag grows", (step.rate, step.summary["scored_rate"]),
-                      textcoords="offset points", xytext=(4, -12), fontsize=8)
-    axis.set_yscale("log")
-    _save_by_rate(figure, axis, "events/s", "Stream throughput versus input rate (all sinks, 2 cores)", path)
 
 
 def latency_plot(steps: list[Step], path: Path) -> None:

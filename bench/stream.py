@@ -1,33 +1,41 @@
-"""Streaming: the stream with all four sinks, fed at fixed input rates, everything on the same two cores.
+"""Streaming: the stream, the floor this machine allows, and the state over a month, everything on these two cores.
 
-Each step runs on a fresh isolated pipeline (``bench.pipeline``): start ``fraud stream``,
-send ``priming`` transactions and wait until they are scored (the JVM, the Python
-workers and the model are warm), then replay the dataset (``fraud.producer``, in this
-process; the simulator continues when the dataset runs out) at the step's rate for
-``warmup_s + seconds``, keep watching up to ``tail_s`` more, kill the stream and read
-the topics. A step is bounded in time whatever the stream does.
+Each run gets a fresh isolated pipeline (``bench.pipeline``) and its own process
+(``fraud stream``, or a floor query of ``bench.floor``). ``priming`` transactions
+are scored first (the JVM, the Python workers and the model are warm); then the
+dataset is replayed (``fraud.producer``, in this process; the simulator continues
+when the dataset runs out) at the run's rate for ``warmup_s + seconds``; the
+stream gets up to ``tail_s`` more; then it is killed and the topics read.
 
 - Latency of a transaction: the result record's timestamp (the scored topic stamps
-  records with the broker's append time) minus its ``kafka_timestamp`` (the raw
-  record's timestamp: the producer's send time, Kafka's CreateTime). Percentiles
-  over the transactions sent after the warm-up; one still unscored when the step
-  ends counts with the time it has waited so far, and a percentile those affect is
-  given as a lower bound (">=").
-- Lag: transactions sent minus transactions scored (end offsets of both topics,
-  sampled every second). Scored rate: transactions scored from the end of the
-  warm-up to the producer's stop, over that time (counting from one micro-batch to
-  the next was fooled by a large batch whose records reach the topic over several
-  samples: 31,226/s "scored" at 10,000/s sent). The lag is bounded when the scored rate keeps up with
-  the input rate (within TOLERANCE). The warm-up is longer than today's latency
-  (about 35 s), so the window sees the stream's steady state, not its start.
-- Sustained throughput: a last run of ``sustain_s`` (5 minutes) at the highest rate
-  whose step kept up (or 80% of the best scored rate when none did).
+  records with the broker's append time) minus the raw record's (the producer's send
+  time). Percentiles over the transactions sent after the warm-up; one still
+  unscored when the run ends counts with the time it has waited so far, and a
+  percentile those reach is a lower bound (">=").
+- Lag: sent minus scored (end offsets, every second). Scored rate: scored between
+  the end of the warm-up and the producer's stop, over that time. The lag is
+  bounded when the scored rate is at least 95% of the rate sent.
+- Sinks (runs with every sink): how long after its send a transaction is in MySQL,
+  Elasticsearch and Delta, from their counts sampled every half second (MySQL
+  ``COUNT(*)``, Elasticsearch ``_count``, the records of Delta's commit log): the
+  i-th transaction sent is counted in when the sink first holds i; an estimate
+  that assumes the sinks take transactions in the order sent.
+- Floors (``bench.floor``): the same measure for a stateless query (Kafka -> JSON ->
+  the model's pandas UDF -> Kafka) and the naive stateful one (with a per-card
+  ``applyInPandasWithState`` counter), at the same rate, on the same cores.
+- Sustained: 5 minutes of the decision path alone (``--sinks kafka``) at
+  SUSTAIN_TARGETS' rate, and of every sink at its rate.
+- Month: ``replay_days`` of the dataset at ``replay_rate`` into one stream with every
+  sink; each decision micro-batch's duration and the state's size (keys, records,
+  bytes: MySQL ``stream_progress``), and the resident memory of the stream's
+  processes (its JVMs and Python workers) every second.
 """
 from __future__ import annotations
 
 import itertools
 import math
 import shutil
+import threading
 import time
 import traceback
 from collections import Counter
@@ -37,6 +45,7 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import pandas as pd
+import psutil
 
 from bench import plots
 from bench.pipeline import isolated_stream, running_test_stack
@@ -46,34 +55,53 @@ from fraud.config import Settings
 from fraud.data import dataset_path
 from fraud.producer import Pace, load_history, replay
 from fraud.simulator import Simulator
+from fraud.stack.elasticsearch import SCORED, elasticsearch_client
+from fraud.stack.mariadb import connect
 
 
 @dataclass(frozen=True)
 class Plan:
-    rates: tuple[int, ...]
-    warmup_s: float         # sent at the step's rate, left out of the latency figures
-    seconds: float          # each rate step, after the warm-up
-    sustain_s: float        # the sustained-throughput run
+    rates: tuple[int, ...]  # every sink, one run each
+    warmup_s: float         # sent at the run's rate, left out of the latency figures
+    seconds: float          # each run, after the warm-up
     tail_s: float           # longest wait for the last transactions after the producer stops
-    priming: int            # transactions scored before a step starts
+    priming: int            # transactions scored before a run starts
+    floor_rate: int         # the floors run at this rate (one of ``rates``, whose sinks are measured too)
+    sustain_s: float        # the sustained runs
+    replay_days: int        # the month
+    replay_rate: int
     start_patience_s: float = 300.0
 
 
-FULL = Plan(rates=(500, 2_000, 5_000, 10_000), warmup_s=40, seconds=60, sustain_s=300, tail_s=45, priming=1_000)
-QUICK = Plan(rates=(500, 2_000), warmup_s=15, seconds=30, sustain_s=45, tail_s=30, priming=300)
-LATENCY_TARGETS = {2_000: {"p50": 1.0, "p99": 2.0}}  # seconds, at that input rate
-SUSTAIN_TARGET = 10_000
+FULL = Plan(rates=(500, 2_000), warmup_s=30, seconds=40, tail_s=30, priming=1_000, floor_rate=2_000,
+            sustain_s=300, replay_days=30, replay_rate=2_000)
+QUICK = Plan(rates=(500, 2_000), warmup_s=15, seconds=20, tail_s=20, priming=300, floor_rate=2_000,
+             sustain_s=40, replay_days=3, replay_rate=2_000)
+LATENCY_TARGETS = {500: {"p50": 0.7}, 2_000: {"p50": 1.0, "p99": 2.5}}  # seconds, at that input rate
+SINK_TARGET_P99_S = 10.0
+FLOOR_RATIO_TARGET = 2.0
+SUSTAIN_TARGETS = {"decisions": 10_000, "stream": 5_000}  # events/s with bounded lag over sustain_s
+MONTH_GROWTH_TARGET = 1.5  # day-30 micro-batches over day-1 ones
+MEMORY_TARGET_GB = 3.0
 TOLERANCE = 0.05  # the lag is bounded when the scored rate is at least 95% of the input rate
 PERCENTILES = (50, 95, 99)
+SINKS = ("mysql", "elasticsearch", "delta")
+KINDS = {  # what runs: python's arguments, and the checkpoint whose micro-batches are counted
+    "stream": (["-m", "fraud.cli", "stream", "--model", "models/default"], "decision"),
+    "decisions": (["-m", "fraud.cli", "stream", "--model", "models/default", "--sinks", "kafka"], "decision"),
+    "stateless": (["-m", "bench.floor", "stateless"], "floor-stateless"),
+    "stateful": (["-m", "bench.floor", "stateful"], "floor-stateful"),
+}
 
 
 @dataclass
 class Step:
     """One run at a fixed input rate: the summary for results.json and the series the plots draw."""
+    kind: str
     phase: str
     rate: int
     summary: dict = field(default_factory=dict)
-    latency: pd.DataFrame | None = None  # sent_s (since the step's start), latency_s
+    latency: pd.DataFrame | None = None  # sent_s (since the run's start), latency_s
     lag: pd.DataFrame | None = None      # t_s, sent, scored, lag
 
 
@@ -92,34 +120,39 @@ def until(rows: Iterable, deadline: float) -> Iterator:
         yield row
 
 
-def latency_summary(sent_ms: np.ndarray, scored: pd.DataFrame, window: tuple[float, float],
-                    observed_until: float) -> dict:
-    """Percentiles (seconds) over the transactions sent within ``window`` (epoch seconds); the unscored ones
-    count with their wait so far (``observed_until`` minus sent), which makes a percentile they reach a lower
-    bound."""
-    low, high = (int(bound * 1000) for bound in window)
-    sent = sent_ms[(sent_ms >= low) & (sent_ms < high)]
-    done = scored[(scored.sent_ms >= low) & (scored.sent_ms < high)]
-    measured = ((done.scored_ms - done.sent_ms) / 1000).to_numpy()
-    unscored = np.fromiter((Counter(sent.tolist()) - Counter(done.sent_ms.tolist())).elements(), dtype=np.int64)
-    waited = (observed_until * 1000 - unscored) / 1000
-    every = np.concatenate([measured, waited])
-    summary = {"sent": len(sent), "scored": len(measured), "unscored": len(unscored)}
+def percentiles(values: np.ndarray, waited: np.ndarray | None = None) -> dict:
+    """p50/p95/p99 (seconds) of ``values``, with ``waited`` (transactions not there yet, counted with their wait so
+    far): a percentile they reach is a lower bound."""
+    waited = np.zeros(0) if waited is None else waited
+    every = np.concatenate([values, waited])
+    summary = {"count": len(values), "missing": len(waited)}
     for q in PERCENTILES:
         value = float(np.percentile(every, q)) if len(every) else None
         bound = len(waited) > 0 and value is not None and (len(waited) > (1 - q / 100) * len(every)
                                                            or waited.min() < value)
         summary[f"p{q}"] = None if value is None else round(value, 3)
         summary[f"p{q}_lower_bound"] = bool(bound)
-    summary["max_scored"] = round(float(measured.max()), 3) if len(measured) else None
+    return summary
+
+
+def latency_summary(sent_ms: np.ndarray, scored: pd.DataFrame, window: tuple[float, float],
+                    observed_until: float) -> dict:
+    """Percentiles (seconds) over the transactions sent within ``window`` (epoch seconds); the unscored ones count
+    with their wait so far."""
+    low, high = (int(bound * 1000) for bound in window)
+    sent = sent_ms[(sent_ms >= low) & (sent_ms < high)]
+    done = scored[(scored.sent_ms >= low) & (scored.sent_ms < high)]
+    measured = ((done.scored_ms - done.sent_ms) / 1000).to_numpy()
+    unscored = np.fromiter((Counter(sent.tolist()) - Counter(done.sent_ms.tolist())).elements(), dtype=np.int64)
+    summary = percentiles(measured, (observed_until * 1000 - unscored) / 1000)
+    summary.update(sent=len(sent), scored=len(measured), unscored=len(unscored),
+                   max_scored=round(float(measured.max()), 3) if len(measured) else None)
     return summary
 
 
 def scored_rate(lag: pd.DataFrame, since_s: float, until_s: float = math.inf) -> float | None:
     """Transactions scored per second over [``since_s``, ``until_s``]: the scored count at the window's last
-    sample minus at its first, over the time between. The count moves in steps (a micro-batch's records reach
-    the topic within a few seconds), so a window should span several micro-batches; None with fewer than two
-    samples."""
+    sample minus at its first, over the time between; None with fewer than two samples."""
     window = lag[(lag.t_s >= since_s) & (lag.t_s <= until_s)]
     if len(window) < 2:
         return None
@@ -140,15 +173,72 @@ def micro_batches(checkpoint: Path, since: float, until_: float) -> dict:
             durations.append(commit.stat().st_mtime - started)
         else:
             running = until_ - started
-    return {"count": len(durations), "median_s": round(float(np.median(durations)), 1) if durations else None,
-            "max_s": round(max(durations), 1) if durations else None,
+    return {"count": len(durations), "median_s": round(float(np.median(durations)), 2) if durations else None,
+            "max_s": round(max(durations), 2) if durations else None,
             "unfinished_at_end_s": None if running is None else round(running, 1)}
+
+
+class SinkCounter(threading.Thread):
+    """Every half second: (epoch seconds, MySQL rows, Elasticsearch scored documents, Delta records) of a
+    pipeline's scored transactions. Stop it with ``halt()``."""
+
+    def __init__(self, settings: Settings, every_s: float = 0.5):
+        super().__init__(daemon=True)
+        self.settings, self.every_s = settings, every_s
+        self.samples: list[tuple[float, int, int, int]] = []
+        self._halt = threading.Event()
+
+    def _delta_records(self) -> int:
+        total = 0
+        for commit in sorted((Path(self.settings.scored_table) / "_delta_log").glob("*.json")):
+            for line in commit.read_text().splitlines():
+                if '"add"' in line and '\\"numRecords\\":' in line:
+                    total += int(line.split('\\"numRecords\\":')[1].split(",")[0])
+        return total
+
+    def run(self) -> None:
+        es = elasticsearch_client(self.settings)
+        while not self._halt.is_set():
+            now = time.time()
+            try:
+                with connect(self.settings) as conn, conn.cursor() as cur:
+                    cur.execute("SELECT COUNT(*) FROM scored_transactions")
+                    mysql = cur.fetchone()[0]
+                documents = es.count(index=self.settings.elasticsearch.index, query=SCORED)["count"]
+                self.samples.append((now, mysql, documents, self._delta_records()))
+            except Exception:  # noqa: BLE001 - a sink restarting: that sample is missing, the next one counts
+                pass
+            self._halt.wait(max(0.0, now + self.every_s - time.time()))
+
+    def halt(self) -> pd.DataFrame:
+        self._halt.set()
+        self.join(30)
+        return pd.DataFrame(self.samples, columns=["t", *SINKS])
+
+
+def sink_latency(sent_ms: np.ndarray, counts: pd.DataFrame, window: tuple[float, float],
+                 observed_until: float) -> dict:
+    """Per sink, percentiles of (time the sink first held i transactions) - (send time of the i-th sent), over the
+    transactions sent within ``window``; those never reached count with their wait so far."""
+    sent = np.sort(sent_ms) / 1000
+    in_window = (sent >= window[0]) & (sent < window[1])
+    out = {}
+    for sink in SINKS:
+        if counts.empty:
+            out[sink] = percentiles(np.zeros(0))
+            continue
+        held = np.maximum.accumulate(counts[sink].to_numpy())
+        first = np.searchsorted(held, np.arange(1, len(sent) + 1), side="left")  # first sample holding i
+        reached = first < len(held)
+        stored_at = np.where(reached, counts.t.to_numpy()[np.minimum(first, len(held) - 1)], np.nan)
+        mine = in_window & reached
+        out[sink] = percentiles(stored_at[mine] - sent[mine], observed_until - sent[in_window & ~reached])
+    return out
 
 
 def drain(stream, sampler: OffsetSampler, tail_s: float, began: float) -> None:
     """Wait until every transaction sent is scored, at most ``tail_s``; not at all when the backlog is more than
-    four times what the stream can score in that time at the pace it showed since ``began`` (the steps far
-    above what it can do)."""
+    four times what the stream can score in that time at the pace it showed since ``began``."""
     deadline = time.monotonic() + tail_s
     samples = pd.DataFrame(sampler.samples, columns=["t", "sent", "scored"])
     pace = scored_rate(samples.assign(t_s=samples.t - began), 0.0)
@@ -162,29 +252,39 @@ def drain(stream, sampler: OffsetSampler, tail_s: float, began: float) -> None:
         time.sleep(1)
 
 
-def run_step(stack: Settings, folder: Path, work: Path, plan: Plan, history: pd.DataFrame, phase: str,
-             rate_: int, seconds: float) -> Step:
-    name = f"{phase}-{rate_}"
-    step = Step(phase, rate_)
-    with isolated_stream(stack, work / name, f"bench-{name}", folder / f"stream-{name}.log") as (settings, stream):
+def run_step(stack: Settings, folder: Path, work: Path, plan: Plan, rows: Iterator, kind: str, phase: str,
+             rate_: int, seconds: float, watch: Callable[[Settings, object], object] | None = None) -> Step:
+    """One run of ``kind`` (KINDS) at ``rate_`` for ``seconds`` after the warm-up. ``watch(settings, stream)``
+    starts a thread sampling what else the caller wants (halted with ``halt()``, its result in ``watched``)."""
+    name = f"{kind}-{phase}-{rate_}"
+    step = Step(kind, phase, rate_)
+    command, checkpoint = KINDS[kind]
+    with isolated_stream(stack, work / name, f"bench-{name}", folder / f"stream-{name}.log",
+                         command) as (settings, stream):
         topics = settings.kafka.topics
         sampler = OffsetSampler(settings, topics.raw, topics.scored)
         sampler.start()
+        sinks = SinkCounter(settings) if kind == "stream" else None
+        watcher = None
         try:
-            rows = transactions(history)
             replay(settings, itertools.islice(rows, plan.priming), Pace(rate=5_000), progress=False)
             stream.wait_for(lambda: (sampler.latest() or (0, 0, 0))[2] >= plan.priming, plan.start_patience_s,
                             f"the {plan.priming} priming transactions scored")
+            if sinks:
+                sinks.start()
+            watcher = watch(settings, stream) if watch else None
             began = time.time()
             producer = replay(settings, until(rows, time.monotonic() + plan.warmup_s + seconds), Pace(rate=rate_),
                               progress=False)
             sent_until = time.time()
             drain(stream, sampler, plan.tail_s, began)
             observed_until = time.time()
+            step.summary["watched"] = watcher.halt() if watcher else None
             stream.kill()
         finally:
             samples = pd.DataFrame(sampler.halt(), columns=["t", "sent", "scored"])
-        batches = micro_batches(settings.checkpoint_dir / "scoring", began, observed_until)
+            counts = sinks.halt() if sinks and sinks.is_alive() else None
+        batches = micro_batches(settings.checkpoint_dir / checkpoint, began, observed_until)
         sent_ms = record_times_ms(settings, topics.raw)
         scored = scored_times_ms(settings, topics.scored)
     shutil.rmtree(work / name, ignore_errors=True)
@@ -198,34 +298,104 @@ def run_step(stack: Settings, folder: Path, work: Path, plan: Plan, history: pd.
     processed = scored_rate(step.lag, plan.warmup_s, sent_until - began + 1)  # not the drain after it
     in_window = step.lag[(step.lag.t_s >= plan.warmup_s) & (step.lag.t < window[1])]
     growth = float(np.polyfit(in_window.t_s, in_window.lag, 1)[0]) if len(in_window) > 2 else None
-    step.summary = {
-        "phase": phase, "rate": rate_, "warmup_s": plan.warmup_s, "seconds": seconds,
+    step.summary.update({
+        "kind": kind, "phase": phase, "rate": rate_, "warmup_s": plan.warmup_s, "seconds": seconds,
         "input_rate": round(input_rate), "scored_rate": None if processed is None else round(processed),
         "bounded": processed is not None and processed >= (1 - TOLERANCE) * input_rate,
         "lag_growth_per_s": None if growth is None else round(growth),
-        "lag_at_producer_end": int(step.lag[step.lag.t <= sent_until].lag.iloc[-1]),
         "lag_max": int(step.lag.lag.max()), "latency_s": latency, "micro_batches": batches,
+        "sinks_s": sink_latency(sent_ms, counts, window, observed_until) if counts is not None else None,
         "producer": producer, "observed_s": round(observed_until - began, 1),
         "lag_samples": step.lag[["t_s", "sent", "scored"]].round(2).values.tolist(),
-    }
+    })
     return step
 
 
-def latency_figure(summary: dict) -> str:
-    latency = summary["latency_s"]
-    if latency["p50"] is None:
-        return "nothing sent"
-    return " / ".join(f"{'>= ' if latency[f'p{q}_lower_bound'] else ''}{latency[f'p{q}']:.2f}"
-                      for q in PERCENTILES) + f" s ({latency['unscored']:,} of {latency['sent']:,} unscored)"
+class MemorySampler(threading.Thread):
+    """Every second: the resident memory (bytes) of a process and all its descendants (JVMs, Python workers)."""
+
+    def __init__(self, pid: int):
+        super().__init__(daemon=True)
+        self.root, self.samples = psutil.Process(pid), []
+        self._halt = threading.Event()
+        self.start()
+
+    def run(self) -> None:
+        while not self._halt.wait(1.0):
+            try:
+                processes = [self.root, *self.root.children(recursive=True)]
+                self.samples.append((time.time(), sum(p.memory_info().rss for p in processes if p.is_running())))
+            except psutil.Error:  # a worker that just ended
+                continue
+
+    def halt(self) -> list[tuple[float, int]]:
+        self._halt.set()
+        self.join(10)
+        return self.samples
 
 
-def latency_met(summary: dict) -> bool | None:
-    targets = LATENCY_TARGETS.get(summary["rate"])
-    if not targets:
-        return None
+def month_summary(step: Step, progress: pd.DataFrame, history: pd.DataFrame, plan: Plan, began: float) -> dict:
+    """Decision micro-batches by replayed day (the day of the transaction being sent when the batch was reported),
+    their median duration on day 1 and on the last day, the state's size, and the peak resident memory."""
+    sent = ((progress.reported_at - began) * plan.replay_rate).clip(0, len(history) - 1).astype(int)
+    start_day = history.TX_DATETIME.iloc[0].normalize()
+    progress = progress.assign(day=(history.TX_DATETIME.iloc[sent].dt.normalize() - start_day).dt.days.to_numpy() + 1)
+    by_day = progress[progress.input_rows > 0].groupby("day").agg(
+        batches=("batch_id", "size"), median_s=("duration_ms", lambda d: float(np.median(d)) / 1000),
+        records=("input_rows", "median"), state_keys=("state_keys", "max"), state_records=("state_records", "max"),
+        state_mb=("state_bytes", lambda b: float(b.max()) / 1e6))
+    memory = step.summary.get("watched") or []
+    first, last = (by_day.iloc[0], by_day.iloc[-1]) if len(by_day) else (None, None)
+    return {"days": by_day.reset_index().round(3).to_dict("records"),
+            "day_first_median_s": None if first is None else first.median_s,
+            "day_last_median_s": None if last is None else last.median_s,
+            "growth": None if first is None or not first.median_s else round(last.median_s / first.median_s, 2),
+            "peak_rss_gb": round(max((m for _, m in memory), default=0) / 1e9, 2)}
+
+
+def run_month(stack: Settings, out: Path, work: Path, plan: Plan, history: pd.DataFrame) -> Step:
+    """``replay_days`` of the dataset at ``replay_rate`` into a stream with every sink; its summary's "month" is
+    month_summary's."""
+    days = history[history.TX_DATETIME < history.TX_DATETIME.iloc[0].normalize()
+                   + pd.Timedelta(days=plan.replay_days)]
+    seconds = len(days) / plan.replay_rate - plan.warmup_s
+    progress = {}
+
+    def watch(settings: Settings, stream) -> MemorySampler:
+        progress["settings"], progress["began"] = settings, time.time()
+        sampler = MemorySampler(stream.proc.pid)
+        original = sampler.halt
+
+        def halt():  # read the stream's progress rows before the pipeline goes
+            with connect(settings) as conn, conn.cursor() as cur:
+                cur.execute("SELECT batch_id, UNIX_TIMESTAMP(reported_at), input_rows, duration_ms, state_keys, "
+                            "state_records, state_bytes FROM stream_progress WHERE query_name = 'fraud-decision'")
+                progress["rows"] = pd.DataFrame(cur.fetchall(), columns=[
+                    "batch_id", "reported_at", "input_rows", "duration_ms", "state_keys", "state_records",
+                    "state_bytes"]).astype(float)
+            return original()
+        sampler.halt = halt
+        return sampler
+
+    step = run_step(stack, out, work, plan, iter(days.itertuples(index=False)), "stream", "month",
+                    plan.replay_rate, seconds, watch)
+    if "rows" in progress:
+        step.summary["month"] = month_summary(step, progress["rows"], days.iloc[plan.priming:], plan,
+                                              progress["began"])
+    return step
+
+
+def figure(summary: dict, bound_key: str = "lower_bound") -> str:
+    if summary is None or summary.get("p50") is None:
+        return "nothing measured"
+    return " / ".join(f"{'>= ' if summary[f'p{q}_{bound_key}'] else ''}{summary[f'p{q}']:.2f}"
+                      for q in PERCENTILES) + " s"
+
+
+def met(summary: dict, targets: dict[str, float]) -> bool | None:
     verdicts = []
     for name, limit in targets.items():
-        value, bound = summary["latency_s"][name], summary["latency_s"][f"{name}_lower_bound"]
+        value, bound = summary[name], summary[f"{name}_lower_bound"]
         verdicts.append(None if value is None or (bound and value <= limit) else value <= limit)
     return False if False in verdicts else None if None in verdicts else True
 
@@ -238,48 +408,73 @@ def flow_figure(summary: dict) -> str:
             f"{batches['count']} micro-batches, median {batches['median_s']} s, max {batches['max_s']} s")
 
 
-def sustain_rate(steps: list[Step]) -> int | None:
-    """The highest step rate that kept up; else 80% of the best scored rate (rounded down to 50)."""
-    kept_up = [s.rate for s in steps if s.summary.get("bounded")]
-    if kept_up:
-        return max(kept_up)
-    best = max((s.summary["scored_rate"] for s in steps if s.summary.get("scored_rate")), default=None)
-    return None if best is None else max(50, int(0.8 * best) // 50 * 50)
-
-
-def sustained_row(step: Step | None, plan: Plan) -> Row:
-    measure = f"highest input rate with bounded lag over {plan.sustain_s / 60:g} min"
-    target = f">= {SUSTAIN_TARGET:,} events/s"
-    if step is None or "error" in step.summary:
-        return Row("stream, all sinks", measure, "not measured" if step is None else f"failed: {step.summary['error']}",
-                   target, None)
-    summary = step.summary
-    if summary["bounded"]:
-        sustained = step.rate if summary["input_rate"] >= (1 - TOLERANCE) * step.rate else summary["input_rate"]
-        return Row("stream, all sinks", measure, f"{sustained:,} events/s ({flow_figure(summary)})", target,
-                   sustained >= SUSTAIN_TARGET)
-    return Row("stream, all sinks", measure, f"below {step.rate:,} events/s ({flow_figure(summary)})", target, False)
-
-
-def step_rows(step: Step) -> list[Row]:
-    name = f"stream at {step.rate:,}/s"
-    if "error" in step.summary:
-        return [Row(name, "step", f"failed: {step.summary['error']}")]
-    targets = LATENCY_TARGETS.get(step.rate)
-    target = ", ".join(f"{q} <= {limit:g} s" for q, limit in targets.items()) if targets else ""
-    return [Row(name, f"latency p50 / p95 / p99, send -> scored topic ({step.summary['seconds']:g} s)",
-                latency_figure(step.summary), target, latency_met(step.summary)),
-            Row(name, "throughput", flow_figure(step.summary))]
-
-
-def guarded(phase: str, rate_: int, step: Callable[[], Step]) -> Step:
-    """``step()``; one that fails is reported as failed and the benchmark goes on with the next."""
+def guarded(kind: str, phase: str, rate_: int, run: Callable[[], Step]) -> Step:
+    """``run()``; a run that fails is reported as failed and the benchmark goes on with the next."""
     try:
-        return step()
-    except Exception as exc:  # noqa: BLE001 - a failed step is a figure of the benchmark, not the end of it
+        return run()
+    except Exception as exc:  # noqa: BLE001 - a failed run is a figure of the benchmark, not the end of it
         traceback.print_exc()
         message = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        return Step(phase, rate_, {"phase": phase, "rate": rate_, "error": message})
+        return Step(kind, phase, rate_, {"kind": kind, "phase": phase, "rate": rate_, "error": message})
+
+
+def step_rows(step: Step, floor: Step | None) -> list[Row]:
+    name = f"stream at {step.rate:,}/s, all sinks"
+    if "error" in step.summary:
+        return [Row(name, "run", f"failed: {step.summary['error']}")]
+    targets = LATENCY_TARGETS.get(step.rate, {})
+    latency = step.summary["latency_s"]
+    rows = [Row(name, "latency p50 / p95 / p99, send -> result topic", figure(latency),
+                ", ".join(f"{q} <= {limit:g} s" for q, limit in targets.items()), met(latency, targets) if targets
+                else None),
+            Row(name, "throughput", flow_figure(step.summary))]
+    if floor is not None and "error" not in floor.summary and latency["p50"] and floor.summary["latency_s"]["p50"]:
+        ratio = latency["p50"] / floor.summary["latency_s"]["p50"]
+        rows.append(Row(name, "p50 over the stateless floor's", f"{ratio:.1f}x", f"<= {FLOOR_RATIO_TARGET:g}x",
+                        ratio <= FLOOR_RATIO_TARGET))
+    for sink, summary in (step.summary.get("sinks_s") or {}).items():
+        rows.append(Row(name, f"in {sink}: p50 / p95 / p99 after send", figure(summary),
+                        f"p99 <= {SINK_TARGET_P99_S:g} s" if step.rate == 2_000 else "",
+                        met(summary, {"p99": SINK_TARGET_P99_S}) if step.rate == 2_000 else None))
+    return rows
+
+
+def floor_rows(floor: Step) -> list[Row]:
+    name = f"floor: {floor.kind} query at {floor.rate:,}/s"
+    if "error" in floor.summary:
+        return [Row(name, "run", f"failed: {floor.summary['error']}")]
+    return [Row(name, "latency p50 / p95 / p99, send -> result topic", figure(floor.summary["latency_s"])),
+            Row(name, "throughput", flow_figure(floor.summary))]
+
+
+def sustained_row(step: Step, plan: Plan) -> Row:
+    what = "decision path (--sinks kafka)" if step.kind == "decisions" else "every sink"
+    measure = f"bounded lag over {plan.sustain_s / 60:g} min at {step.rate:,} events/s"
+    if "error" in step.summary:
+        return Row(f"sustained, {what}", measure, f"failed: {step.summary['error']}",
+                   f">= {SUSTAIN_TARGETS[step.kind]:,} events/s", False)
+    summary = step.summary
+    return Row(f"sustained, {what}", measure, flow_figure(summary), f">= {SUSTAIN_TARGETS[step.kind]:,} events/s",
+               summary["bounded"] and summary["input_rate"] >= (1 - TOLERANCE) * SUSTAIN_TARGETS[step.kind])
+
+
+def month_rows(step: Step, month: dict, plan: Plan) -> list[Row]:
+    name = f"{plan.replay_days} days replayed at {plan.replay_rate:,}/s, all sinks"
+    if "error" in step.summary:
+        return [Row(name, "run", f"failed: {step.summary['error']}")]
+    days = month["days"]
+    last = days[-1] if days else {}
+    return [
+        Row(name, "decision micro-batch, median: first day / last day",
+            f"{month['day_first_median_s']} s / {month['day_last_median_s']} s ({month['growth']}x; "
+            f"{int(days[0]['records']) if days else 0:,} / {int(last.get('records', 0)):,} records a batch)",
+            f"<= {MONTH_GROWTH_TARGET:g}x", month["growth"] is not None and month["growth"] <= MONTH_GROWTH_TARGET),
+        Row(name, "state at the end: keys / records / MB",
+            f"{int(last.get('state_keys') or 0):,} / {int(last.get('state_records') or 0):,} / "
+            f"{last.get('state_mb') or 0:.1f}"),
+        Row(name, "peak resident memory of the stream's processes", f"{month['peak_rss_gb']} GB",
+            f"< {MEMORY_TARGET_GB:g} GB", 0 < month["peak_rss_gb"] < MEMORY_TARGET_GB),
+    ]
 
 
 def run(out: Path, quick: bool) -> Outcome:
@@ -287,25 +482,39 @@ def run(out: Path, quick: bool) -> Outcome:
     stack = running_test_stack()
     history = load_history(dataset_path(stack))
     work = out / "work-stream"
-    steps, sustain = [], None
+    steps, floors, sustained = [], {}, []
+    month_step, month = None, None
     try:
         for rate_ in plan.rates:
-            print(f"stream: {rate_:,} events/s for {plan.warmup_s + plan.seconds:g} s", flush=True)
-            steps.append(guarded("rate", rate_, lambda: run_step(stack, out, work, plan, history, "rate", rate_,
-                                                                  plan.seconds)))
-        candidate = sustain_rate(steps)
-        if candidate is not None:
-            print(f"stream: sustained run, {candidate:,} events/s for {plan.sustain_s:g} s", flush=True)
-            sustain = guarded("sustain", candidate, lambda: run_step(stack, out, work, plan, history, "sustain",
-                                                                      candidate, plan.sustain_s))
+            print(f"stream: {rate_:,} events/s, every sink", flush=True)
+            steps.append(guarded("stream", "rate", rate_, lambda: run_step(
+                stack, out, work, plan, transactions(history), "stream", "rate", rate_, plan.seconds)))
+        for kind in ("stateless", "stateful"):
+            print(f"floor: {kind} at {plan.floor_rate:,} events/s", flush=True)
+            floors[kind] = guarded(kind, "floor", plan.floor_rate, lambda: run_step(
+                stack, out, work, plan, transactions(history), kind, "floor", plan.floor_rate, plan.seconds))
+        for kind, rate_ in SUSTAIN_TARGETS.items():
+            print(f"sustained: {kind} at {rate_:,} events/s for {plan.sustain_s:g} s", flush=True)
+            sustained.append(guarded(kind, "sustain", rate_, lambda: run_step(
+                stack, out, work, plan, transactions(history), kind, "sustain", rate_, plan.sustain_s)))
+        print(f"month: {plan.replay_days} days at {plan.replay_rate:,} events/s", flush=True)
+        month_step = guarded("stream", "month", plan.replay_rate, lambda: run_month(stack, out, work, plan,
+                                                                                    history))
+        month = month_step.summary.pop("month", None)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    measured = [s for s in [*steps, sustain] if s is not None and "error" not in s.summary]
+    measured = [s for s in [*steps, *floors.values(), *sustained] if "error" not in s.summary]
     for step in measured:
-        plots.step_plot(step, out / f"stream-{step.phase}-{step.rate}.png")
-    plots.throughput_plot([s for s in steps if "error" not in s.summary], out / "stream-throughput.png")
+        plots.step_plot(step, out / f"stream-{step.kind}-{step.phase}-{step.rate}.png")
     plots.latency_plot([s for s in steps if "error" not in s.summary], out / "stream-latency-by-rate.png")
-    details = {"plan": plan.__dict__, "tolerance": TOLERANCE, "sinks": ["delta", "mysql", "elasticsearch", "kafka"],
-               "steps": [s.summary for s in steps], "sustain": sustain.summary if sustain else None}
-    rows = [sustained_row(sustain, plan)] + [row for step in steps for row in step_rows(step)]
+    floor = floors.get("stateless")
+    rows = [row for step in steps for row in step_rows(step, floor if step.rate == plan.floor_rate else None)]
+    rows += [row for f in floors.values() for row in floor_rows(f)]
+    rows += [sustained_row(step, plan) for step in sustained]
+    if month_step is not None:
+        rows += month_rows(month_step, month or {"days": [], "day_first_median_s": None, "day_last_median_s": None,
+                                                 "growth": None, "peak_rss_gb": 0}, plan)
+    details = {"plan": plan.__dict__, "tolerance": TOLERANCE, "steps": [s.summary for s in steps],
+               "floors": {k: f.summary for k, f in floors.items()}, "sustained": [s.summary for s in sustained],
+               "month": month, "month_run": month_step.summary if month_step else None}
     return Outcome(details, rows)
