@@ -116,7 +116,8 @@ def _stream(args, settings) -> int:
         parts = (DECISION,)  # the delivery query runs beside, in its own process
         delivery = DeliveryProcess([*(["--config", args.config] if args.config else []), "stream", "--sinks",
                                     args.sinks, "--queries", DELIVERY], settings.stream.delivery_nice)
-    with spark_session(settings, f"fraud-{'-'.join(parts)}", ui=False,
+    app_name = "fraud-stream" if len(parts) > 1 else f"fraud-{parts[0]}"  # a cluster's application list shows it
+    with spark_session(settings, app_name, ui=False,
                        extra_conf={"spark.ui.showConsoleProgress": "false"}) as spark:
         run_stream(spark, settings, tuple(args.sinks.split(",")), stop, args.model, parts, delivery)
     return 0
