@@ -28,7 +28,12 @@ stream gets up to ``tail_s`` more; then it is killed and the topics read.
 - Month: ``replay_days`` of the dataset at ``replay_rate`` into one stream with every
   sink; each decision micro-batch's duration and the state's size (keys, records,
   bytes: MySQL ``stream_progress``), and the resident memory of the stream's
-  processes (its JVMs and Python workers) every second.
+  processes (its JVMs and Python workers) every second. Then the order's effect: the
+  raw topic has several partitions, so a terminal's transactions (and the labels)
+  arrive in another order than their event times; each decision's features and score
+  are compared with the batch features of the same transactions (``fraud.features_pandas``,
+  equal to the backfill's) scored by the same model: how many rows differ, in which
+  features, and the average precision of both against the dataset's labels.
 """
 from __future__ import annotations
 
@@ -46,17 +51,23 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 import pandas as pd
 import psutil
+from sklearn.metrics import average_precision_score
 
 from bench import plots
 from bench.pipeline import isolated_stream, running_test_stack
 from bench.report import Outcome, Row, rate
-from bench.topics import OffsetSampler, record_times_ms, scored_times_ms
+from bench.topics import OffsetSampler, record_times_ms, scored_features, scored_times_ms
 from fraud.config import Settings
 from fraud.data import dataset_path
+from fraud.features import EXTRA_FEATURES, HANDBOOK_FEATURES
+from fraud.features_pandas import add_all_features_pandas
 from fraud.producer import Pace, load_history, replay
 from fraud.simulator import Simulator
 from fraud.stack.elasticsearch import SCORED, elasticsearch_client
 from fraud.stack.mariadb import connect
+from fraud.stream.serving import newest_model
+from training.artifacts import load_model
+from udfs.scoring import score_features
 
 
 @dataclass(frozen=True)
@@ -83,6 +94,7 @@ FLOOR_RATIO_TARGET = 2.0
 SUSTAIN_TARGETS = {"decisions": 10_000, "stream": 5_000}  # events/s with bounded lag over sustain_s
 MONTH_GROWTH_TARGET = 1.5  # day-30 micro-batches over day-1 ones
 MEMORY_TARGET_GB = 3.0
+WARM_START_WEEK = "2018-08-01"  # the dataset's test period starts here (the handbook's protocol)
 TOLERANCE = 0.05  # the lag is bounded when the scored rate is at least 95% of the input rate
 PERCENTILES = (50, 95, 99)
 SINKS = ("mysql", "elasticsearch", "delta")
@@ -353,6 +365,41 @@ def month_summary(step: Step, progress: pd.DataFrame, history: pd.DataFrame, pla
             "peak_rss_gb": round(max((m for _, m in memory), default=0) / 1e9, 2)}
 
 
+def order_effect(streamed: pd.DataFrame, sent: pd.DataFrame, settings: Settings) -> dict:
+    """The stream's decisions (``scored_features``) against the batch features of the transactions ``sent``
+    (handbook columns, TX_FRAUD included) scored by the same model: rows compared, rows whose features differ (by
+    more than 1e-6, relative to 1 + |batch value|), the features that differ most often, and the average precision
+    of the stream's and the batch's scores against TX_FRAUD."""
+    batch = add_all_features_pandas(sent, settings.stream.delay_days).set_index("TRANSACTION_ID")
+    common = batch.index.intersection(streamed.index)
+    batch, streamed = batch.loc[common], streamed.loc[common]
+    names = [n for n in [*HANDBOOK_FEATURES, *EXTRA_FEATURES] if n in streamed.columns]
+    expected = batch[names].to_numpy(float)
+    differs = np.abs(streamed[names].to_numpy(float) - expected) > 1e-6 * (1 + np.abs(expected))
+    by_feature = pd.Series(differs.sum(axis=0), index=names).sort_values(ascending=False)
+    batch_scores = score_features(load_model(newest_model(settings.stream.model)), batch).fraud_score
+    return {"rows": len(common), "rows_differing": int(differs.any(axis=1).sum()),
+            "features_differing": {n: int(c) for n, c in by_feature[by_feature > 0].head(6).items()},
+            "ap_stream": round(float(average_precision_score(batch.TX_FRAUD, streamed.fraud_score)), 4),
+            "ap_batch": round(float(average_precision_score(batch.TX_FRAUD, batch_scores)), 4)}
+
+
+def warm_start_effect(history: pd.DataFrame, settings: Settings) -> dict:
+    """Average precision over the week from WARM_START_WEEK, scored cold (features from that week only) and warm
+    (features from the whole history before the week's end), by the served model."""
+    start = pd.Timestamp(WARM_START_WEEK)
+    end = start + pd.Timedelta(days=7)
+    delay = settings.stream.delay_days
+    in_week = lambda frame: frame[(frame.TX_DATETIME >= start) & (frame.TX_DATETIME < end)]  # noqa: E731
+    cold = add_all_features_pandas(in_week(history), delay)
+    warm = in_week(add_all_features_pandas(history[history.TX_DATETIME < end], delay))
+    model = load_model(newest_model(settings.stream.model))
+    ap = {name: round(float(average_precision_score(frame.TX_FRAUD, score_features(model, frame).fraud_score)), 4)
+          for name, frame in (("cold", cold), ("warm", warm))}
+    return {"week": f"{start:%Y-%m-%d} to {end - pd.Timedelta(days=1):%Y-%m-%d}", "transactions": len(cold),
+            "ap_cold": ap["cold"], "ap_warm": ap["warm"]}
+
+
 def run_month(stack: Settings, out: Path, work: Path, plan: Plan, history: pd.DataFrame) -> Step:
     """``replay_days`` of the dataset at ``replay_rate`` into a stream with every sink; its summary's "month" is
     month_summary's."""
@@ -373,6 +420,7 @@ def run_month(stack: Settings, out: Path, work: Path, plan: Plan, history: pd.Da
                 progress["rows"] = pd.DataFrame(cur.fetchall(), columns=[
                     "batch_id", "reported_at", "input_rows", "duration_ms", "state_keys", "state_records",
                     "state_bytes"]).astype(float)
+            progress["scored"] = scored_features(settings, settings.kafka.topics.scored)
             return original()
         sampler.halt = halt
         return sampler
@@ -382,6 +430,7 @@ def run_month(stack: Settings, out: Path, work: Path, plan: Plan, history: pd.Da
     if "rows" in progress:
         step.summary["month"] = month_summary(step, progress["rows"], days.iloc[plan.priming:], plan,
                                               progress["began"])
+        step.summary["month"]["order"] = order_effect(progress["scored"], days, progress["settings"])
     return step
 
 
@@ -474,7 +523,19 @@ def month_rows(step: Step, month: dict, plan: Plan) -> list[Row]:
             f"{last.get('state_mb') or 0:.1f}"),
         Row(name, "peak resident memory of the stream's processes", f"{month['peak_rss_gb']} GB",
             f"< {MEMORY_TARGET_GB:g} GB", 0 < month["peak_rss_gb"] < MEMORY_TARGET_GB),
+        *order_rows(name, month.get("order")),
     ]
+
+
+def order_rows(name: str, order: dict | None) -> list[Row]:
+    if not order:
+        return []
+    features = ", ".join(f"{n} {c:,}" for n, c in order["features_differing"].items()) or "none"
+    return [Row(name, "decisions whose features differ from the batch features (arrival order)",
+                f"{order['rows_differing']:,} of {order['rows']:,} ({order['rows_differing'] / max(order['rows'], 1):.2%});"
+                f" most often: {features}"),
+            Row(name, "average precision: stream / batch, same transactions and model",
+                f"{order['ap_stream']:.4f} / {order['ap_batch']:.4f}")]
 
 
 def run(out: Path, quick: bool) -> Outcome:
@@ -483,7 +544,7 @@ def run(out: Path, quick: bool) -> Outcome:
     history = load_history(dataset_path(stack))
     work = out / "work-stream"
     steps, floors, sustained = [], {}, []
-    month_step, month = None, None
+    month_step, month, warm = None, None, None
     try:
         for rate_ in plan.rates:
             print(f"stream: {rate_:,} events/s, every sink", flush=True)
@@ -501,6 +562,8 @@ def run(out: Path, quick: bool) -> Outcome:
         month_step = guarded("stream", "month", plan.replay_rate, lambda: run_month(stack, out, work, plan,
                                                                                     history))
         month = month_step.summary.pop("month", None)
+        print("warm start: average precision over a week, cold and warm", flush=True)
+        warm = warm_start_effect(history, stack)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     measured = [s for s in [*steps, *floors.values(), *sustained] if "error" not in s.summary]
@@ -514,7 +577,10 @@ def run(out: Path, quick: bool) -> Outcome:
     if month_step is not None:
         rows += month_rows(month_step, month or {"days": [], "day_first_median_s": None, "day_last_median_s": None,
                                                  "growth": None, "peak_rss_gb": 0}, plan)
-    details = {"plan": plan.__dict__, "tolerance": TOLERANCE, "steps": [s.summary for s in steps],
+    if warm is not None:
+        rows.append(Row(f"warm start, the week {warm['week']} ({warm['transactions']:,} tx)",
+                        "average precision: cold start / warm start", f"{warm['ap_cold']:.4f} / {warm['ap_warm']:.4f}"))
+    details = {"warm_start": warm, "plan": plan.__dict__, "tolerance": TOLERANCE, "steps": [s.summary for s in steps],
                "floors": {k: f.summary for k, f in floors.items()}, "sustained": [s.summary for s in sustained],
                "month": month, "month_run": month_step.summary if month_step else None}
     return Outcome(details, rows)

@@ -57,3 +57,14 @@ def scored_times_ms(settings: Settings, topic: str) -> pd.DataFrame:
     frame["sent_ms"] = (sent - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(milliseconds=1)
     return (frame.sort_values("scored_ms").drop_duplicates("transaction_id")[["sent_ms", "scored_ms"]]
             .reset_index(drop=True))
+
+
+def scored_features(settings: Settings, topic: str) -> pd.DataFrame:
+    """One row per scored transaction (its first record), indexed by transaction id: ``fraud_score`` and every
+    feature of the record's ``features`` object."""
+    rows = {}
+    for message in read_topic(settings, topic):
+        row = json.loads(message.value())
+        rows.setdefault(row["transaction_id"], {"fraud_score": row["fraud_score"], **row["features"]})
+    return pd.DataFrame.from_dict(rows, orient="index")
+
