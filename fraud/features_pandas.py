@@ -1,9 +1,11 @@
-"""Single-process (pandas / numpy) twin of ``fraud.features``: same columns, same semantics.
+"""The feature code (numpy): every feature ``fraud.features`` defines, for many keys at once.
 
-It is the backfill benchmark's baseline and the feature code of the streaming
-scorer's state (``fraud.stream.state``). ``customer_features`` and
-``terminal_features`` take the rows of many keys at once, sorted by (key, event
-time, tie order), event times as int64 microseconds since the epoch, and return
+Spark runs it over a whole history by card and by terminal (``fraud.features.add_all_features``: backfill,
+training), the streaming scorer over a micro-batch and its keys' state (``fraud.stream.state``), and
+``add_all_features_pandas`` over one pandas frame (tests, benchmarks, notebooks).
+
+``customer_features`` and ``terminal_features`` take the rows of many keys at
+once, sorted by (key, event time, tie order), event times as int64 microseconds since the epoch, and return
 one value per requested row (``at``: all rows, or only the new ones of a
 micro-batch) for each feature. Every key is computed alone: windows are searched
 by (key, time), and every window sum adds up the values inside its own window
@@ -19,9 +21,6 @@ import pandas as pd
 from fraud.features import (BASELINE_DAYS, DAY_US, EXTRA_FEATURES, FRAUD_RECENCY_DAYS, HANDBOOK_FEATURES, HIGH_RATIO,
                             HOUR_US, MINUTE_US, NO_BASELINE, NO_KNOWN_FRAUD, NO_PREVIOUS_TX, SECOND_US,
                             TERMINAL_WINDOWS_DAYS)
-
-CUSTOMER_FEATURES = [f for f in [*HANDBOOK_FEATURES, *EXTRA_FEATURES] if f.startswith("CUSTOMER_ID_")]
-TERMINAL_FEATURES = [f for f in [*HANDBOOK_FEATURES, *EXTRA_FEATURES] if f.startswith("TERMINAL_ID_")]
 
 
 def range_sums(values: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
@@ -89,7 +88,7 @@ def window_count_sum(pairs: np.ndarray, values: np.ndarray, span_us: int, lag_us
 def customer_features(keys: np.ndarray, times: np.ndarray, amounts: np.ndarray, at: np.ndarray | None = None,
                       high: np.ndarray | None = None,
                       windows_days: tuple[int, ...] = (1, 7, 30)) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Cards' spending, velocity and baseline features (see the Spark transforms for the definitions).
+    """Cards' spending, velocity and baseline features (``fraud.features`` defines them).
 
     Rows sorted by (card, event time µs, tie order); ``at``: the rows to compute
     (default all). ``high``: for the rows not in ``at``, whether their amount was
@@ -171,10 +170,38 @@ def terminal_features(keys: np.ndarray, times: np.ndarray, frauds: np.ndarray, d
     return features
 
 
-def _by_key(key: str, pdf: pd.DataFrame) -> np.ndarray:
-    """Row positions of ``pdf`` sorted by (key, TX_DATETIME, TRANSACTION_ID)."""
-    return np.lexsort((pdf["TRANSACTION_ID"].to_numpy(), pdf["TX_DATETIME"].to_numpy("datetime64[us]"),
-                       pdf[key].to_numpy()))
+def _by_key(key: str, pdf: pd.DataFrame, times: np.ndarray) -> np.ndarray:
+    """Row positions of ``pdf`` sorted by (key, event time, TRANSACTION_ID)."""
+    return np.lexsort((pdf["TRANSACTION_ID"].to_numpy(), times, pdf[key].to_numpy()))
+
+
+def _in_row_order(computed: dict[str, np.ndarray], order: np.ndarray) -> dict[str, np.ndarray]:
+    out = {}
+    for name, values in computed.items():
+        out[name] = np.empty(len(order))
+        out[name][order] = values
+    return out
+
+
+def card_features_of(pdf: pd.DataFrame, times: np.ndarray) -> dict[str, np.ndarray]:
+    """CUSTOMER_FEATURES of every row of ``pdf`` (CUSTOMER_ID, TRANSACTION_ID, TX_AMOUNT; every row of each of its
+    cards), in row order; ``times``: the rows' event times, int64 µs since the epoch."""
+    order = _by_key("CUSTOMER_ID", pdf, times)
+    card, _ = customer_features(pdf["CUSTOMER_ID"].to_numpy()[order], times[order],
+                                pdf["TX_AMOUNT"].to_numpy(float)[order])
+    return _in_row_order(card, order)
+
+
+def terminal_features_of(pdf: pd.DataFrame, times: np.ndarray, delay_days: int = 7) -> dict[str, np.ndarray]:
+    """TERMINAL_FEATURES of every row of ``pdf`` (TERMINAL_ID, TRANSACTION_ID, TX_FRAUD: 1 / 0, null while
+    unknown; every row of each of its terminals), in row order; ``times`` as in ``card_features_of``.
+
+    Raises ValueError when ``delay_days`` is not positive.
+    """
+    order = _by_key("TERMINAL_ID", pdf, times)
+    terminal = terminal_features(pdf["TERMINAL_ID"].to_numpy()[order], times[order],
+                                 pdf["TX_FRAUD"].to_numpy(float, na_value=np.nan)[order], delay_days)
+    return _in_row_order(terminal, order)
 
 
 def add_all_features_pandas(pdf: pd.DataFrame, delay_days: int = 7) -> pd.DataFrame:
@@ -185,15 +212,6 @@ def add_all_features_pandas(pdf: pd.DataFrame, delay_days: int = 7) -> pd.DataFr
     when = pdf["TX_DATETIME"].dt
     times = pdf["TX_DATETIME"].to_numpy("datetime64[us]").view("int64")
     features = {"TX_DURING_WEEKEND": (when.dayofweek >= 5).to_numpy("int32"),  # 5 = Saturday, 6 = Sunday
-                "TX_DURING_NIGHT": (when.hour <= 6).to_numpy("int32")}
-    order = _by_key("CUSTOMER_ID", pdf)
-    card, _ = customer_features(pdf["CUSTOMER_ID"].to_numpy()[order], times[order],
-                                pdf["TX_AMOUNT"].to_numpy(float)[order])
-    order_t = _by_key("TERMINAL_ID", pdf)
-    terminal = terminal_features(pdf["TERMINAL_ID"].to_numpy()[order_t], times[order_t],
-                                 pdf["TX_FRAUD"].to_numpy(float)[order_t], delay_days)
-    for computed, rows in ((card, order), (terminal, order_t)):
-        for name, values in computed.items():
-            features[name] = np.empty(len(pdf))
-            features[name][rows] = values
+                "TX_DURING_NIGHT": (when.hour <= 6).to_numpy("int32"),
+                **card_features_of(pdf, times), **terminal_features_of(pdf, times, delay_days)}
     return pdf.assign(**{name: features[name] for name in [*HANDBOOK_FEATURES, *EXTRA_FEATURES]})

@@ -5,8 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fraud.features import DAY_US, EXTRA_FEATURES, HANDBOOK_FEATURES
-from fraud.features_pandas import CUSTOMER_FEATURES, TERMINAL_FEATURES, add_all_features_pandas
+from fraud.features import CUSTOMER_FEATURES, DAY_US, EXTRA_FEATURES, HANDBOOK_FEATURES, TERMINAL_FEATURES
+from fraud.features_pandas import add_all_features_pandas
 from fraud.stream.state import CARD, ROW_COLUMNS, TERMINAL, card_reach_us, card_step, decode, terminal_step
 from test_features import _random_transactions
 

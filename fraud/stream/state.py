@@ -37,9 +37,8 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from fraud.features import BASELINE_DAYS, DAY_US, terminal_history_days
-from fraud.features_pandas import (CUSTOMER_FEATURES, KEY_TIME, TERMINAL_FEATURES, customer_features,
-                                   terminal_features)
+from fraud.features import BASELINE_DAYS, CUSTOMER_FEATURES, DAY_US, TERMINAL_FEATURES, terminal_history_days
+from fraud.features_pandas import KEY_TIME, customer_features, terminal_features
 
 CARD, TERMINAL = "card", "terminal"
 CARD_HISTORY = np.dtype([("time", "<i8"), ("id", "<i8"), ("amount", "<f8"), ("high", "u1")])  # 25 bytes
