@@ -39,13 +39,17 @@ DECIDED_AT = "decided_at"
 FEATURES_COLUMN = "features"
 
 # A record that does not fit the contract, on the dead-letter topic (JSON) and in MySQL dead_letters: where it
-# was in Kafka, why it was refused, and what it held.
+# was in Kafka, why it was refused, and what it held: the payload as text (its first 10,000 characters; bytes that
+# are not UTF-8 shown as U+FFFD), the payload's size in bytes and the SHA-256 (hex) of its bytes. The record
+# itself stays in Kafka at its position until the topic's retention.
 DEAD_LETTER = StructType([
     StructField("source_topic", StringType(), False),
     StructField("source_partition", IntegerType(), False),
     StructField("source_offset", LongType(), False),
     StructField("reason", StringType(), False),
     StructField("payload", StringType()),
+    StructField("payload_bytes", IntegerType()),
+    StructField("payload_sha256", StringType()),
     StructField("kafka_timestamp", TimestampType()),
     StructField("received_at", TimestampType(), False),
 ])

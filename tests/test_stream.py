@@ -1,6 +1,7 @@
 """The streaming scorer against the real services: bad input, and stream/batch parity over 45 days."""
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from datetime import datetime, timedelta, timezone
@@ -12,10 +13,11 @@ from pyspark.sql import functions as F
 from fraud.backfill import backfill
 from fraud.features import EXTRA_FEATURES, HANDBOOK_FEATURES
 from fraud.producer import Pace, load_history, replay
+from fraud.stack.mariadb import connect
 from training.artifacts import METADATA_FILE
 from streaming import (DEFAULT_MODEL, StreamProcess, es_ids, isolated_pipeline, mysql_count, mysql_scored,
                        topic_records)
-from test_validation import BROKEN
+from test_validation import BROKEN, shown
 
 pytestmark = pytest.mark.services
 
@@ -27,20 +29,41 @@ def _send(settings, topic: str, values: list[bytes | None]) -> None:
     assert producer.flush(30) == 0
 
 
+def _send_aborted(settings, topic: str, values: list[bytes]) -> None:
+    """``values`` in a Kafka transaction that is aborted: no consumer reading committed records sees them."""
+    producer = Producer({**settings.kafka.client_config(), "transactional.id": f"aborted-{topic}"})
+    producer.init_transactions(30)
+    producer.begin_transaction()
+    for value in values:
+        producer.produce(topic, key="1", value=value)
+    producer.flush(30)
+    producer.abort_transaction(30)
+
+
 def test_broken_records_go_to_the_dead_letters_and_the_query_keeps_scoring(stack, tmp_path):
     settings, env = isolated_pipeline(stack, tmp_path, "badinput")
     now = datetime.now(timezone.utc).replace(tzinfo=None)
     valid = [json.dumps({"transaction_id": 900_000 + i, "tx_datetime": (now - timedelta(minutes=30 - i)).isoformat(),
                          "customer_id": i % 5, "terminal_id": i % 3, "tx_amount": 10.0 + i,
                          **({"channel": "web"} if i % 2 else {})}).encode() for i in range(30)]
+    # valid UTF-8 with U+FFFD and an emoji, written as such (not escaped): scored, not refused
+    valid[3] = json.dumps({**json.loads(valid[3]), "merchant": "Caf\ufffd \U0001F355"}, ensure_ascii=False).encode()
     broken = {value: reason for value, reason in BROKEN if b"2027-01-01" not in (value or b"")}
     broken[json.dumps({**json.loads(valid[0]), "tx_datetime": "2099-01-01T00:00:00"}).encode()] = (
         "tx_datetime is more than 1 day ahead of its Kafka timestamp")
+    # a payload whose dead letter, escaped in full, would be over Kafka's 1 MB: the letter keeps a bounded prefix
+    huge = b'{"transaction_id": 880061, "x": "' + b"\x01" * 300_000 + b'"}'
+    broken[huge] = f"payload of {len(huge)} bytes exceeds 10000"
+    emoji = json.dumps({"transaction_id": 880072, "note": "\U0001F355 caf\u00e9"}, ensure_ascii=False).encode()
+    broken[emoji] = "missing tx_datetime"
     records = [r for pair in zip(valid, list(broken)) for r in pair] + valid[len(broken):]  # interleaved
+    records += list(broken)[len(valid):]
     stream = StreamProcess(env, tmp_path / "stream.log").start()
     try:
         _send(settings, settings.kafka.topics.raw, records[: len(records) // 2])
         _send(settings, settings.kafka.topics.labels, [b'{"transaction_id": 1, "tx_fraud": 1}'])  # no time, no card
+        _send_aborted(settings, settings.kafka.topics.raw, [json.dumps({**json.loads(valid[1]), "transaction_id": i})
+                                                            .encode() for i in range(990_000, 990_005)])
         _send(settings, settings.kafka.topics.raw, records[len(records) // 2:])
         stream.wait_for(lambda: mysql_count(settings) == len(valid)
                         and mysql_count(settings, "dead_letters") == len(broken) + 1, 240, "every record handled")
@@ -51,12 +74,21 @@ def test_broken_records_go_to_the_dead_letters_and_the_query_keeps_scoring(stack
     assert sorted(row[0] for row in mysql_scored(settings)) == [900_000 + i for i in range(30)]
     letters = [json.loads(value) for _, value in topic_records(settings, settings.kafka.topics.deadletter)]
     assert len(letters) >= len(broken) + 1
-    reasons = {letter.get("payload"): letter["reason"] for letter in letters}  # JSON leaves out a null payload
+    by_hash = {letter.get("payload_sha256"): letter for letter in letters}
     for value, reason in broken.items():
-        payload = value.decode("utf-8", "replace") if value is not None else None
-        assert reasons[payload] == reason
-    assert reasons['{"transaction_id": 1, "tx_fraud": 1}'] == "missing tx_datetime"
+        letter = by_hash[hashlib.sha256(value).hexdigest() if value is not None else None]
+        assert letter["reason"] == reason
+        assert shown(letter.get("payload")) == (shown(value[:10_000]) if value is not None else None)
+        assert letter["payload_bytes"] == len(value or b"")
+    assert by_hash[hashlib.sha256(b'{"transaction_id": 1, "tx_fraud": 1}').hexdigest()]["reason"] == (
+        "missing tx_datetime")
     assert len(set(broken.values())) >= 15
+    with connect(settings) as conn, conn.cursor() as cur:  # text kept losslessly (utf8mb4), sizes and hashes too
+        cur.execute("SELECT payload, payload_bytes, payload_sha256 FROM dead_letters WHERE payload_sha256 IN (%s, %s)",
+                    [hashlib.sha256(emoji).hexdigest(), hashlib.sha256(huge).hexdigest()])
+        stored = {sha: (payload, size) for payload, size, sha in cur.fetchall()}
+    assert stored[hashlib.sha256(emoji).hexdigest()] == (emoji.decode(), len(emoji))
+    assert stored[hashlib.sha256(huge).hexdigest()] == (huge.decode()[:10_000], len(huge))
 
 
 def _transactions(first_id: int, count: int) -> list[bytes]:

@@ -29,6 +29,8 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     source_offset    BIGINT        NOT NULL,
     reason           VARCHAR(512)  NOT NULL,
     payload          MEDIUMTEXT    NULL,
+    payload_bytes    INT           NULL,
+    payload_sha256   CHAR(64)      NULL,
     kafka_timestamp  DATETIME(3)   NULL,
     received_at      DATETIME(3)   NOT NULL,
     PRIMARY KEY (source_topic, source_partition, source_offset)

@@ -37,19 +37,21 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import DoubleType, StructField, StructType
 
 from fraud.config import Settings
-from fraud.features import add_calendar_features
-from fraud.features_pandas import CUSTOMER_FEATURES, TERMINAL_FEATURES
-from fraud.schemas import DEAD_LETTER, FEATURES_COLUMN, JSON_OPTIONS, SCORED_ROW
+from fraud.features import CUSTOMER_FEATURES, TERMINAL_FEATURES, add_calendar_features
+from fraud.schemas import FEATURES_COLUMN, JSON_OPTIONS, SCORED_ROW
 from fraud.scoring import scored_columns
 from fraud.stream.state import CARD, FEATURES, TERMINAL, card_reach_us, card_step, terminal_reach_us, terminal_step
 from fraud.stream.store import shard_batch, shard_path
-from fraud.validation import validate_records
+from fraud.validation import in_sink_range, validate_records
 
 # what travels with a transaction through the state stages besides ROW_COLUMNS (times as numbers: pandas cannot hold
 # every timestamp Spark can)
 PASSED_ON = ["customer_id", "terminal_id"]
 BATCH_ID, QUERY_ID = "streaming.sql.batchId", "sql.streaming.queryId"  # Spark's task-context properties
 LETTER = "_dead_letter"
+# a dead letter keeps this much of its payload (with the payload's size and SHA-256; the record stays in Kafka at its
+# position): JSON-escaped, even control characters (6 characters each) keep it far below Kafka's 1 MB record limit
+LETTER_PAYLOAD_CHARS = 10_000
 
 
 def _stage(frames: Iterator[pd.DataFrame], *, route: str, folder: str, shards: int,
@@ -103,7 +105,8 @@ def _state_rows(records: DataFrame, labels_topic: str | None) -> DataFrame:
         number(F.unix_micros("tx_datetime")).alias("event_us"), "tx_amount",
         F.col("tx_fraud").cast("double").alias("tx_fraud"), F.lit(labels_topic is not None).alias("is_label"),
         F.unix_millis("kafka_timestamp").alias("kafka_ms"), "transaction_id", "kafka_topic", "kafka_partition",
-        "kafka_offset", "reason", F.when(~valid, F.col("payload")).alias("payload"))
+        "kafka_offset", "reason", F.when(~valid, F.substring("payload", 1, LETTER_PAYLOAD_CHARS)).alias("payload"),
+        "payload_bytes", "payload_sha256")
 
 
 def transaction_features(transactions: DataFrame, labels: DataFrame, settings: Settings,
@@ -129,7 +132,8 @@ def transaction_features(transactions: DataFrame, labels: DataFrame, settings: S
                                         _with_features(by_terminal.schema, TERMINAL_FEATURES))
     letter = F.struct(F.col("kafka_topic").alias("source_topic"), F.col("kafka_partition").alias("source_partition"),
                       F.col("kafka_offset").alias("source_offset"), F.substring("reason", 1, 512).alias("reason"),
-                      "payload", F.timestamp_millis("kafka_ms").alias("kafka_timestamp"))
+                      "payload", "payload_bytes", "payload_sha256",
+                      in_sink_range(F.timestamp_millis("kafka_ms")).alias("kafka_timestamp"))
     return terminals.select(
         F.col("transaction_id").alias("TRANSACTION_ID"), F.timestamp_micros("event_us").alias("TX_DATETIME"),
         F.col("customer_id").alias("CUSTOMER_ID"), F.col("terminal_id").alias("TERMINAL_ID"),
