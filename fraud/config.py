@@ -132,6 +132,7 @@ class StreamConf:
     shuffle_partitions: int       # the stream's other shuffles (the delivery query's deduplication)
     starting_offsets: str         # earliest | latest, for a new checkpoint
     delay_days: int
+    on_data_loss: str = "stop"    # records deleted by Kafka before the stream read them: stop | skip (and log)
     review_threshold: float | None = None  # null = the model's own thresholds
     block_threshold: float | None = None
 
@@ -287,4 +288,6 @@ def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None 
                         ("stream.max_offsets_per_trigger", settings.stream.max_offsets_per_trigger)):
         if count < 1:
             raise ConfigError(f"'{name}' must be at least 1, got {count}")
+    if settings.stream.on_data_loss not in ("stop", "skip"):
+        raise ConfigError(f"'stream.on_data_loss' must be stop or skip, got {settings.stream.on_data_loss!r}")
     return settings

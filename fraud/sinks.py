@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
+import tenacity
 from delta.tables import DeltaTable
 from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame
@@ -23,35 +25,73 @@ from fraud.stack.mariadb import connect
 
 KEY = "transaction_id"
 OUTAGE_PATIENCE_S = 600.0  # how long a sink may be down before the batch (and the query) fails
+# What goes away by itself: a service down or restarting, a network blip, a server asking to slow down, a MySQL
+# deadlock or lock wait (a backfill upserting the same rows). Matched in
+# the error's text, since through Py4J a JVM error reaches Python as text (Java class and message). Anything else
+# (a value the sink refuses, a schema mismatch, a read-only index) fails at once.
+TRANSIENT = re.compile(
+    r"connection refused|connection reset|connection error|connect timed out|read timed out|timed out|"
+    r"broken pipe|no route to host|can't connect|could not connect|socket fail|communications link failure|"
+    r"all nodes failed|no nodes left|cannot detect es version|nonodeavailable|service unavailable|"
+    r"too many requests|\b(429|503)\b|deadlock found|lock wait timeout", re.IGNORECASE)
 log = logging.getLogger(__name__)
 
 
-def with_retries(write: Callable[[], None], sink: str, patience_s: float = OUTAGE_PATIENCE_S) -> None:
-    """Run ``write``; while it fails, retry with growing pauses (a sink restarting, a network blip),
-    for up to ``patience_s`` seconds, after which the last error is raised."""
-    began, pause = time.monotonic(), 1.0
-    while True:
-        try:
-            write()
-            return
-        except Exception as exc:  # noqa: BLE001 - any failure of an external system is retried the same way
-            waited = time.monotonic() - began
-            if waited + pause > patience_s:
-                raise
-            first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-            log.warning("%s unavailable (%s); retrying in %.0fs (%.0fs of %.0fs patience used)", sink, first_line,
-                        pause, waited, patience_s)
-            time.sleep(pause)
-            pause = min(pause * 2, 15.0)
+class SinkError(RuntimeError):
+    """A sink refused a write: a deterministic error, a transient one that outlasted OUTAGE_PATIENCE_S, or one
+    met while the stream was stopping. The message names the sink and the cause."""
 
 
-def write_concurrently(writes: dict[str, Callable[[], None]]) -> dict[str, float]:
-    """Run each named write (with retries) in its own thread, so their driver-side waits (Delta commits,
-    Elasticsearch bulk replies, the MySQL merge) overlap; returns the seconds each took. Every write is
-    awaited; the first failure is raised once all are done (a redo is idempotent)."""
+_STACK_FRAME = re.compile(r"^\s+(at |\.\.\. \d+ more)", re.MULTILINE)
+
+
+def transient(error: BaseException) -> bool:
+    """Whether ``error`` is worth retrying (TRANSIENT in its messages, a JVM error's stack frames left out: their line
+    numbers would pass for HTTP statuses)."""
+    text = "\n".join(line for line in f"{type(error).__name__}: {error}".splitlines()
+                     if not _STACK_FRAME.match(line))
+    return bool(TRANSIENT.search(text))
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
+
+
+def with_retries(write: Callable[[], None], sink: str, stop: threading.Event | None = None,
+                 patience_s: float = OUTAGE_PATIENCE_S) -> None:
+    """Run ``write``; retry it with growing pauses (1 s doubling to 15 s) while it fails with a transient error,
+    for up to ``patience_s`` seconds, and not once ``stop`` is set (Ctrl-C, SIGTERM: the pause ends at once).
+
+    Raises SinkError (from the write's error) on a deterministic error, when the patience is spent, or on a stop.
+    """
+    stop = stop or threading.Event()
+
+    def warn(state: tenacity.RetryCallState) -> None:
+        log.warning("%s unavailable (%s); retrying in %.0fs (%.0fs of %.0fs patience used)", sink,
+                    _first_line(state.outcome.exception()), state.upcoming_sleep, state.seconds_since_start,
+                    patience_s)
+
+    retrying = tenacity.Retrying(
+        retry=tenacity.retry_if_exception(transient),
+        stop=tenacity.stop_any(tenacity.stop_after_delay(patience_s), lambda _: stop.is_set()),
+        wait=tenacity.wait_exponential(multiplier=1, min=1, max=15), sleep=stop.wait, before_sleep=warn,
+        reraise=True)
+    try:
+        retrying(write)
+    except Exception as error:
+        why = ("the stream is stopping" if stop.is_set() else
+               f"still failing after {patience_s:.0f}s" if transient(error) else "not an error that goes away")
+        raise SinkError(f"{sink}: {_first_line(error)} ({why})") from error
+
+
+def write_concurrently(writes: dict[str, Callable[[], None]],
+                       stop: threading.Event | None = None) -> dict[str, float]:
+    """Run each named write (``with_retries``, ending on ``stop``) in its own thread, so their driver-side waits
+    (Delta commits, Elasticsearch bulk replies, the MySQL merge) overlap; returns the seconds each took. Every write
+    is awaited; the first failure (SinkError) is raised once all are done (a redo is idempotent)."""
     def timed(name: str) -> float:
         started = time.monotonic()
-        with_retries(writes[name], name)
+        with_retries(writes[name], name, stop)
         return time.monotonic() - started
 
     with ThreadPoolExecutor(max_workers=max(1, len(writes)), thread_name_prefix="sink") as pool:
@@ -106,10 +146,13 @@ def write_to_delta(df: DataFrame, path: str, batch: tuple[str, int] | None = Non
 
     A stream's micro-batch (``batch`` = (query id, batch id)) is appended as an
     idempotent Delta transaction: a rerun of the same batch after a crash is
-    skipped by Delta. Otherwise (a backfill) the rows are MERGEd on transaction
-    id; the first write creates the table with a plain write (much cheaper than
-    a MERGE into nothing), which fails if another writer created the table
-    meanwhile, so a retry MERGEs instead of duplicating.
+    skipped by Delta. Otherwise (a backfill) the first write creates the table
+    with a plain write (much cheaper than a MERGE into nothing), which fails if
+    another writer created the table meanwhile, so a retry goes on as a rewrite.
+    A rewrite of rows whose time range the table holds no other transaction in
+    (a re-score of a date range) overwrites that range (``replaceWhere``: about
+    the cost of a new table); any other is MERGEd on transaction id (every file
+    of the table is read and rewritten: about twice the cost).
 
     Columns the table lacks (a feature added to the ``features`` struct by a newer
     version) are added to it; older rows read them as null.
@@ -123,9 +166,31 @@ def write_to_delta(df: DataFrame, path: str, batch: tuple[str, int] | None = Non
     if not DeltaTable.isDeltaTable(spark, path):
         df.write.format("delta").mode("errorifexists").save(path)
         return
+    replaced = _time_range_to_replace(df, path)
+    if replaced is not None:
+        (df.write.format("delta").mode("overwrite").option("replaceWhere", replaced).option("mergeSchema", "true")
+            .save(path))
+        return
     (DeltaTable.forPath(spark, path).alias("t")
         .merge(df.alias("s"), f"t.{KEY} = s.{KEY}").withSchemaEvolution()
         .whenMatchedUpdateAll().whenNotMatchedInsertAll().execute())
+
+
+def _time_range_to_replace(df: DataFrame, path: str) -> str | None:
+    """The predicate of ``df``'s tx_datetime range, when overwriting that range of the table at ``path`` with ``df``
+    leaves one row per transaction id and loses none (every transaction the table holds in the range is in ``df``,
+    and none of ``df``'s is elsewhere in the table: a re-score of a date range); else None (a MERGE is needed)."""
+    if "tx_datetime" not in df.columns:
+        return None
+    bounds = df.agg(F.min(F.unix_micros("tx_datetime")), F.max(F.unix_micros("tx_datetime"))).first()
+    if bounds[0] is None:
+        return None
+    predicate = f"tx_datetime >= timestamp_micros({bounds[0]}) AND tx_datetime <= timestamp_micros({bounds[1]})"
+    table = df.sparkSession.read.format("delta").load(path).select(KEY, F.expr(predicate).alias("inside"))
+    ids = df.select(KEY)
+    lost = table.where("inside").join(ids, KEY, "left_anti").limit(1).count()
+    doubled = table.where("NOT inside").join(ids, KEY, "left_semi").limit(1).count()
+    return predicate if lost == 0 and doubled == 0 else None
 
 
 def write_to_kafka(df: DataFrame, settings: Settings, topic: str, key: str | Column = KEY) -> None:
@@ -137,7 +202,7 @@ def write_to_kafka(df: DataFrame, settings: Settings, topic: str, key: str | Col
 
 
 def write_dead_letters(letters: DataFrame, settings: Settings, stage_tag: str) -> None:
-    """DEAD_LETTER rows (``fraud.validation.dead_letters``) to MySQL ``dead_letters`` (upsert by Kafka position)."""
+    """DEAD_LETTER rows to MySQL ``dead_letters`` (upsert by Kafka position)."""
     write_to_mysql(letters, settings, "dead_letters", stage_tag)
 
 

@@ -8,8 +8,9 @@ import subprocess
 import sys
 import time
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from conftest import TEST_ENV, stack_settings
 from fraud.config import PROJECT_ROOT, Settings
@@ -115,14 +116,23 @@ def topic_records(settings: Settings, topic: str) -> list[tuple[bytes, bytes]]:
     return [(message.key(), message.value()) for message in read_topic(settings, topic)]
 
 
-def restart_after(settings: Settings, service: str, seconds: float) -> None:
-    """Stop one service of the test stack, keep it down ``seconds``, start it again and wait until healthy."""
+@contextmanager
+def service_down(settings: Settings, service: str) -> Iterator[None]:
+    """One service of the test stack stopped for the block; afterwards started again and healthy."""
     factory, start, timeout = SERVICES[service]
     process = factory(settings)
     assert process.stop(), f"{service} was not running"
-    time.sleep(seconds)
-    start(settings, process)
-    process.wait_healthy(timeout)
+    try:
+        yield
+    finally:
+        start(settings, process)
+        process.wait_healthy(timeout)
+
+
+def restart_after(settings: Settings, service: str, seconds: float) -> None:
+    """Stop one service of the test stack, keep it down ``seconds``, start it again and wait until healthy."""
+    with service_down(settings, service):
+        time.sleep(seconds)
 
 
 def delta_ids(spark, path: str) -> list[int]:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+from datetime import datetime
 
 import pandas as pd
 import pytest
@@ -67,3 +68,27 @@ def test_a_delta_table_from_an_older_feature_set_takes_the_new_features(spark, t
     assert table.schema.simpleString() == "struct<transaction_id:bigint,features:struct<A:double,B:double>>"
     assert sorted(tuple(row) for row in table.select("transaction_id", "features.A", "features.B").collect()) == [
         (1, 1.0, None), (2, 2.0, 20.0), (3, 3.0, 30.0)]
+
+
+def test_a_rescore_of_a_date_range_overwrites_it_and_any_other_rewrite_merges(spark, tmp_path):
+    from delta.tables import DeltaTable
+
+    from fraud.sinks import write_to_delta
+    path = str(tmp_path / "scored")
+    schema = "transaction_id long, tx_datetime timestamp, fraud_score double"
+    day = lambda d, score, *ids: [(i, datetime(2018, 4, d, 12), score) for i in ids]  # noqa: E731
+
+    def rewrite(rows):
+        write_to_delta(spark.createDataFrame(rows, schema), path)
+        operation = DeltaTable.forPath(spark, path).history(1).first()["operation"]
+        table = sorted(tuple(row) for row in spark.read.format("delta").load(path).collect())
+        return operation, [(i, t.day, score) for i, t, score in table]
+
+    write_to_delta(spark.createDataFrame(day(1, 0.1, 1, 2) + day(2, 0.1, 3), schema), path)
+    # every transaction of 04-01 again: that day is overwritten
+    assert rewrite(day(1, 0.2, 1, 2)) == ("WRITE", [(1, 1, 0.2), (2, 1, 0.2), (3, 2, 0.1)])
+    # only one of them: overwriting the day would lose transaction 2
+    assert rewrite(day(1, 0.3, 1)) == ("MERGE", [(1, 1, 0.3), (2, 1, 0.2), (3, 2, 0.1)])
+    # transaction 3 at another time: overwriting 04-01 would leave it twice
+    assert rewrite(day(1, 0.4, 1, 2, 3)) == ("MERGE", [(1, 1, 0.4), (2, 1, 0.4), (3, 1, 0.4)])
+

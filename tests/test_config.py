@@ -40,6 +40,7 @@ def test_password_from_secrets_file_unless_environment_sets_it(tmp_path: Path):
     ({"FRAUD_MYSQL_PORT": "70000"}, "'mysql.port' must be a TCP port"),
     ({"FRAUD_KAFKA_PARTITIONS": "0"}, "'kafka.partitions' must be at least 1"),
     ({"FRAUD_STREAM_STATE_SHARDS": "0"}, "'stream.state_shards' must be at least 1"),
+    ({"FRAUD_STREAM_ON_DATA_LOSS": "ignore"}, "'stream.on_data_loss' must be stop or skip"),
 ])
 def test_bad_values_fail_naming_the_key(env, message):
     with pytest.raises(ConfigError, match=message):

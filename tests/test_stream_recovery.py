@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import random
+import signal
 import threading
 import time
 from collections import defaultdict
@@ -11,8 +12,9 @@ import pytest
 
 from fraud.producer import Pace, load_history, replay
 from fraud.topics import topic_end_offsets
+from fraud.stack.elasticsearch import elasticsearch_client
 from streaming import (StreamProcess, delta_ids, es_ids, isolated_pipeline, mysql_count, mysql_scored,
-                       restart_after, topic_records)
+                       restart_after, service_down, topic_records)
 
 pytestmark = pytest.mark.services
 
@@ -89,3 +91,58 @@ def test_a_sink_down_for_30_seconds_loses_and_duplicates_nothing(stack, spark, h
     assert stopped == 0, stream.log_tail()
     assert "unavailable" in stream.log_file.read_text(), "the outage was not noticed"
     _assert_exactly_once_everywhere(spark, settings, list(frame.TRANSACTION_ID))
+
+
+def test_sigterm_while_a_sink_is_retried_stops_the_stream_and_the_batch_is_redone(stack, spark, history, tmp_path):
+    settings, env = isolated_pipeline(stack, tmp_path, "stop-retrying")
+    frame = history.iloc[:400]
+    stream = StreamProcess(env, tmp_path / "stream.log").start()
+    try:
+        replay(settings, frame.iloc[:200], Pace(rate=1000), progress=False)
+        stream.wait_for(lambda: len(es_ids(settings)) == 200, 600, "the first transactions in Elasticsearch")
+        with service_down(stack, "elasticsearch"):
+            replay(settings, frame.iloc[200:], Pace(rate=1000), progress=False)
+            stream.wait_for(lambda: "elasticsearch scored unavailable" in stream.log_file.read_text(), 300,
+                            "a retry of the Elasticsearch write")
+            began = time.monotonic()
+            stream.proc.send_signal(signal.SIGTERM)
+            stream.proc.wait(120)
+            stopped_in = time.monotonic() - began
+    finally:
+        if stream.proc.poll() is None:
+            stream.kill()
+    assert stopped_in < 60, f"the stream took {stopped_in:.0f}s to stop (retries go on for 10 minutes):\n" \
+                            f"{stream.log_tail()}"
+    assert "the stream is stopping" in stream.log_file.read_text(), stream.log_tail()
+    stream = StreamProcess(env, tmp_path / "stream.log").start()  # the interrupted micro-batch is redone
+    try:
+        stream.wait_for(lambda: len(es_ids(settings)) == len(frame), 600, "every transaction in Elasticsearch")
+    finally:
+        assert stream.stop() == 0, stream.log_tail()
+    _assert_exactly_once_everywhere(spark, settings, list(frame.TRANSACTION_ID))
+
+
+def test_an_index_that_refuses_writes_stops_the_stream_once_naming_the_cause(stack, spark, history, tmp_path):
+    settings, env = isolated_pipeline(stack, tmp_path, "read-only")
+    frame = history.iloc[:300]
+    es = elasticsearch_client(settings)
+    es.indices.put_settings(index=settings.elasticsearch.index, settings={"index.blocks.write": True})
+    stream = StreamProcess(env, tmp_path / "stream.log").start()
+    try:
+        replay(settings, frame, Pace(rate=1000), progress=False)
+        stream.proc.wait(600)  # by itself: the write block is not an error that goes away
+    finally:
+        if stream.proc.poll() is None:
+            stream.kill()
+    log = stream.log_file.read_text()
+    assert stream.proc.returncode != 0, stream.log_tail()
+    assert "cluster_block_exception" in log and "not an error that goes away" in log, stream.log_tail()
+    assert "retrying" not in log, "a write block was retried"
+    es.indices.put_settings(index=settings.elasticsearch.index, settings={"index.blocks.write": None})
+    stream = StreamProcess(env, tmp_path / "stream.log").start()
+    try:
+        stream.wait_for(lambda: len(es_ids(settings)) == len(frame), 600, "every transaction in Elasticsearch")
+    finally:
+        assert stream.stop() == 0, stream.log_tail()
+    _assert_exactly_once_everywhere(spark, settings, list(frame.TRANSACTION_ID))
+

@@ -24,6 +24,7 @@ their latency (a Delta commit takes seconds).
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from typing import Callable
 
@@ -46,10 +47,13 @@ KAFKA_POSITION = ["kafka_topic", "kafka_partition", "kafka_offset", "kafka_times
 
 
 class DeliveryBatches:
-    """foreachBatch of the delivery query (see the module doc). ``sinks``: which of delta, mysql, elasticsearch."""
+    """foreachBatch of the delivery query (see the module doc). ``sinks``: which of delta, mysql, elasticsearch;
+    ``stop``: set when the stream stops (a sink's retries end at once, the micro-batch fails and is redone at the
+    next start)."""
 
-    def __init__(self, settings: Settings, sinks: tuple[str, ...], owner: Callable[[], str]):
-        self.settings, self.sinks, self.owner = settings, sinks, owner
+    def __init__(self, settings: Settings, sinks: tuple[str, ...], owner: Callable[[], str],
+                 stop: threading.Event | None = None):
+        self.settings, self.sinks, self.owner, self.stop = settings, sinks, owner, stop
 
     def __call__(self, records: DataFrame, batch_id: int) -> None:
         began = time.monotonic()
@@ -58,7 +62,7 @@ class DeliveryBatches:
         try:
             counts = {r["topic"]: r["count"] for r in records.groupBy("topic").count().collect()}
             writes = self._writes(records, counts, batch_id)
-            seconds = write_concurrently(writes)
+            seconds = write_concurrently(writes, self.stop)
         finally:
             records.unpersist()
         if counts:

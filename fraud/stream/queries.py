@@ -63,6 +63,9 @@ def kafka_source(spark: SparkSession, settings: Settings, topics: list[str], max
             # a fetch at the end of a partition's range otherwise waits up to 500 ms for bytes that are not coming
             # (measured: one micro-batch in five took 0.5 s longer)
             .option("kafka.fetch.max.wait.ms", str(FETCH_MAX_WAIT_MS))
+            # records of aborted transactions (a transactional producer) are never read
+            .option("kafka.isolation.level", "read_committed")
+            .option("failOnDataLoss", str(settings.stream.on_data_loss == "stop").lower())
             .load())
 
 
@@ -94,8 +97,10 @@ def decision_query(spark: SparkSession, settings: Settings, transactions: DataFr
     return query
 
 
-def delivery_query(spark: SparkSession, settings: Settings, sinks: tuple[str, ...]) -> StreamingQuery:
-    """Start the delivery query: the result topic deduplicated by transaction id, with the other three topics."""
+def delivery_query(spark: SparkSession, settings: Settings, sinks: tuple[str, ...],
+                   stop: threading.Event | None = None) -> StreamingQuery:
+    """Start the delivery query: the result topic deduplicated by transaction id, with the other three topics.
+    ``stop``: the stream's stop event (a sink retrying gives up when it is set)."""
     topics, conf, root = settings.kafka.topics, settings.stream, settings.checkpoint_dir
     scored = (kafka_source(spark, settings, [topics.scored], conf.max_offsets_per_trigger)
               .withColumn("transaction_id", F.col("key").cast("string"))
@@ -104,7 +109,7 @@ def delivery_query(spark: SparkSession, settings: Settings, sinks: tuple[str, ..
                            conf.max_offsets_per_trigger)
               .withColumn("transaction_id", F.lit(None).cast("string")))
     return (scored.unionByName(others).writeStream.queryName(f"fraud-{DELIVERY}")
-            .foreachBatch(DeliveryBatches(settings, sinks, lambda: checkpoint_query_id(root / DELIVERY)))
+            .foreachBatch(DeliveryBatches(settings, sinks, lambda: checkpoint_query_id(root / DELIVERY), stop))
             .option("checkpointLocation", str(root / DELIVERY))
             .trigger(processingTime=f"{conf.delivery_trigger_seconds} seconds").start())
 
@@ -114,7 +119,8 @@ class Stream:
     Elasticsearch or Delta is a sink, the delivery query."""
 
     def __init__(self, spark: SparkSession, settings: Settings, sinks: tuple[str, ...],
-                 model: str | Path | None = None, parts: tuple[str, ...] = (DECISION, DELIVERY)):
+                 model: str | Path | None = None, parts: tuple[str, ...] = (DECISION, DELIVERY),
+                 stop: threading.Event | None = None):
         check_sinks(sinks)
         self.spark, self.settings, self.sinks = spark, settings, sinks
         self.models = ModelRuns(settings.checkpoint_dir / "model-runs.jsonl", model or settings.stream.model)
@@ -129,7 +135,7 @@ class Stream:
             self.decision = decision_query(spark, settings, *self.sources, self.serving)
         delivered = tuple(sink for sink in sinks if sink in DELIVERED)
         if DELIVERY in parts and delivered:
-            self.delivery = delivery_query(spark, settings, delivered)
+            self.delivery = delivery_query(spark, settings, delivered, stop)
 
     @property
     def queries(self) -> list[StreamingQuery]:
@@ -192,7 +198,7 @@ def run_stream(spark: SparkSession, settings: Settings, sinks: tuple[str, ...], 
     """
     if stop.is_set():
         return
-    stream = Stream(spark, settings, sinks, model, parts)
+    stream = Stream(spark, settings, sinks, model, parts, stop)
     log.info("stream running: checkpoints in %s; Ctrl-C stops it", settings.checkpoint_dir)
     try:
         while not stop.wait(MODEL_CHECK_S):
