@@ -48,9 +48,10 @@ def floor_query(records: DataFrame, kind: str, model) -> DataFrame:
     if kind == "stateful":
         rows = rows.groupBy("customer_id").applyInPandasWithState(
             _count_per_card, rows.schema, "seen long", "append", GroupStateTimeout.NoTimeout)
-        # a computed column puts a projection (UnsafeRow output) between the state operator and the pandas UDF:
-        # Spark 3.5 hands the UDF the operator's GenericInternalRows otherwise, and the task fails (ClassCastException)
-        rows = rows.withColumn("customer_id", F.col("customer_id") + 0)
+        # the model's input computed from the operator's output puts a projection (UnsafeRow output) between the
+        # state operator and the pandas UDF: Spark 3.5 hands the UDF the operator's GenericInternalRows otherwise,
+        # and the task fails (ClassCastException)
+        rows = rows.withColumn("tx_amount", F.col("tx_amount") + 0)
     rows = rows.withColumnRenamed("tx_amount", "amount")  # TX_AMOUNT is the model's (names are case-blind)
     features = rows.select("*", *(F.lit(0.0).alias(name) for name in model.features if name != "TX_AMOUNT"),
                            F.col("amount").alias("TX_AMOUNT"))
