@@ -497,8 +497,8 @@ def floor_rows(floor: Step) -> list[Row]:
 
 
 def sustained_row(step: Step, plan: Plan) -> Row:
-    what = "decision path (--sinks kafka)" if step.kind == "decisions" else "every sink"
-    measure = f"bounded lag over {plan.sustain_s / 60:g} min at {step.rate:,} events/s"
+    what = "decision path (--sinks kafka)" if step.kind == "decisions" else "every sink running"
+    measure = f"bounded decision lag over {plan.sustain_s / 60:g} min at {step.rate:,} events/s"
     if "error" in step.summary:
         return Row(f"sustained, {what}", measure, f"failed: {step.summary['error']}",
                    f">= {SUSTAIN_TARGETS[step.kind]:,} events/s", False)

@@ -126,7 +126,7 @@ class StreamConf:
     checkpoint_dir: str           # relative paths are under state_dir
     trigger_seconds: float        # decision query: 0 = the next micro-batch as soon as the previous one is done
     delivery_trigger_seconds: float  # delivery query (MySQL, Elasticsearch, Delta): its micro-batch interval
-    delivery_nice: int            # the delivery process's CPU niceness (0-19): decisions come first
+    delivery_nice: int            # the delivery process's CPU niceness (0-19); above 0 it yields to the decisions
     max_offsets_per_trigger: int
     state_shards: int             # hash partitions of the card and terminal state; fixed for the life of the state
     shuffle_partitions: int       # the stream's other shuffles (the delivery query's deduplication)
