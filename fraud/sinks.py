@@ -187,10 +187,9 @@ def _time_range_to_replace(df: DataFrame, path: str) -> str | None:
         return None
     predicate = f"tx_datetime >= timestamp_micros({bounds[0]}) AND tx_datetime <= timestamp_micros({bounds[1]})"
     table = df.sparkSession.read.format("delta").load(path).select(KEY, F.expr(predicate).alias("inside"))
-    ids = df.select(KEY)
-    lost = table.where("inside").join(ids, KEY, "left_anti").limit(1).count()
-    doubled = table.where("NOT inside").join(ids, KEY, "left_semi").limit(1).count()
-    return predicate if lost == 0 and doubled == 0 else None
+    rewritten = table.join(df.select(KEY, F.lit(True).alias("rewritten")), KEY, "left")
+    lost_or_doubled = rewritten.where(F.col("inside") != F.col("rewritten").isNotNull()).limit(1).count()
+    return predicate if lost_or_doubled == 0 else None
 
 
 def write_to_kafka(df: DataFrame, settings: Settings, topic: str, key: str | Column = KEY) -> None:
