@@ -132,6 +132,7 @@ class StreamConf:
     shuffle_partitions: int       # the stream's other shuffles (the delivery query's deduplication)
     starting_offsets: str         # earliest | latest, for a new checkpoint
     delay_days: int
+    duplicate_days: int = 180     # event time a decided transaction id is remembered for: a resend is not decided twice
     on_data_loss: str = "stop"    # records deleted by Kafka before the stream read them: stop | skip (and log)
     review_threshold: float | None = None  # null = the model's own thresholds
     block_threshold: float | None = None
@@ -285,7 +286,8 @@ def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None 
             raise ConfigError(f"'{name}' must be a TCP port, got {port}")
     for name, count in (("kafka.partitions", settings.kafka.partitions),
                         ("stream.state_shards", settings.stream.state_shards),
-                        ("stream.max_offsets_per_trigger", settings.stream.max_offsets_per_trigger)):
+                        ("stream.max_offsets_per_trigger", settings.stream.max_offsets_per_trigger),
+                        ("stream.duplicate_days", settings.stream.duplicate_days)):
         if count < 1:
             raise ConfigError(f"'{name}' must be at least 1, got {count}")
     if settings.stream.on_data_loss not in ("stop", "skip"):

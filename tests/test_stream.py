@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from pathlib import Path
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -15,8 +16,8 @@ from fraud.features import EXTRA_FEATURES, HANDBOOK_FEATURES
 from fraud.producer import Pace, load_history, replay
 from fraud.stack.mariadb import connect
 from training.artifacts import METADATA_FILE
-from streaming import (DEFAULT_MODEL, StreamProcess, es_ids, isolated_pipeline, mysql_count, mysql_scored,
-                       topic_records)
+from streaming import (DEFAULT_MODEL, StreamProcess, delta_ids, es_ids, isolated_pipeline, mysql_count,
+                       mysql_scored, topic_records)
 from test_validation import BROKEN, shown
 
 pytestmark = pytest.mark.services
@@ -40,7 +41,7 @@ def _send_aborted(settings, topic: str, values: list[bytes]) -> None:
     producer.abort_transaction(30)
 
 
-def test_broken_records_go_to_the_dead_letters_and_the_query_keeps_scoring(stack, tmp_path):
+def test_broken_records_go_to_the_dead_letters_and_the_query_keeps_scoring(stack, spark, tmp_path):
     settings, env = isolated_pipeline(stack, tmp_path, "badinput")
     now = datetime.now(timezone.utc).replace(tzinfo=None)
     valid = [json.dumps({"transaction_id": 900_000 + i, "tx_datetime": (now - timedelta(minutes=30 - i)).isoformat(),
@@ -67,14 +68,23 @@ def test_broken_records_go_to_the_dead_letters_and_the_query_keeps_scoring(stack
         _send(settings, settings.kafka.topics.raw, records[len(records) // 2:])
         stream.wait_for(lambda: mysql_count(settings) == len(valid)
                         and mysql_count(settings, "dead_letters") == len(broken) + 1, 240, "every record handled")
+        # sent again, once as it was and once with another time: decided once, archived once, the other refused
+        conflict = json.dumps({**json.loads(valid[6]), "tx_datetime": "2026-01-01T00:00:00Z"}).encode()
+        _send(settings, settings.kafka.topics.raw, [valid[5], conflict])
+        stream.wait_for(lambda: mysql_count(settings, "dead_letters") == len(broken) + 2
+                        and Path(settings.raw_table).exists()
+                        and len(delta_ids(spark, settings.raw_table)) >= len(valid), 240, "the resends handled")
     finally:
         stopped = stream.stop()
     assert stopped == 0, stream.log_tail()
 
     assert sorted(row[0] for row in mysql_scored(settings)) == [900_000 + i for i in range(30)]
+    assert sorted(delta_ids(spark, settings.raw_table)) == [900_000 + i for i in range(30)]
+    assert sorted(es_ids(settings)) == [900_000 + i for i in range(30)]
     letters = [json.loads(value) for _, value in topic_records(settings, settings.kafka.topics.deadletter)]
     assert len(letters) >= len(broken) + 1
-    by_hash = {letter.get("payload_sha256"): letter for letter in letters}
+    used = [letter for letter in letters if letter["reason"].startswith("transaction_id 900006")]
+    by_hash = {letter.get("payload_sha256"): letter for letter in letters if letter not in used}
     for value, reason in broken.items():
         letter = by_hash[hashlib.sha256(value).hexdigest() if value is not None else None]
         assert letter["reason"] == reason
@@ -82,6 +92,11 @@ def test_broken_records_go_to_the_dead_letters_and_the_query_keeps_scoring(stack
         assert letter["payload_bytes"] == len(value or b"")
     assert by_hash[hashlib.sha256(b'{"transaction_id": 1, "tx_fraud": 1}').hexdigest()]["reason"] == (
         "missing tx_datetime")
+    first_time = json.loads(valid[6])["tx_datetime"]
+    assert [letter["reason"] for letter in used] == [
+        f"transaction_id 900006 is already used by the transaction at {first_time}; a transaction id is decided "
+        f"once (the first one's decision stands)"]  # the record stays in Kafka at the letter's position
+    assert used[0]["payload_bytes"] == len(conflict)
     assert len(set(broken.values())) >= 15
     with connect(settings) as conn, conn.cursor() as cur:  # text kept losslessly (utf8mb4), sizes and hashes too
         cur.execute("SELECT payload, payload_bytes, payload_sha256 FROM dead_letters WHERE payload_sha256 IN (%s, %s)",

@@ -113,6 +113,25 @@ def test_invalid_records_are_published_as_dead_letters_with_their_reason(stream)
     assert [r["transaction_id"] for r in stream.results()] == [6]
 
 
+def test_a_transaction_id_is_decided_once_however_late_it_comes_again(stream):
+    """Sent again after its card's look-back (60 days) has passed, a transaction is not decided twice (its first
+    decision stands in every sink); the same id on a transaction at another time is a dead letter."""
+    def tx(tid, day, amount=10.0):
+        return {"transaction_id": tid, "tx_datetime": f"2026-{day}T10:00:00Z", "customer_id": 42,
+                "terminal_id": 7, "tx_amount": amount}
+    topics = stream.start().settings.kafka.topics
+    stream.send(topics.raw, [tx(1, "01-02"), tx(1, "01-02")])  # a producer's retry in the same batch
+    stream.process()
+    stream.send(topics.raw, [tx(2, "05-01")])  # 119 days later: transaction 1 has left the card's history
+    stream.process()
+    stream.send(topics.raw, [tx(1, "01-02"), tx(1, "05-02", 999.0), tx(3, "05-02")])
+    stream.process()
+    assert [r["transaction_id"] for r in stream.results()] == [1, 2, 3]
+    letters = stream.results(topics.deadletter)
+    assert len(letters) == 1 and letters[0]["source_offset"] == 4
+    assert letters[0]["reason"].startswith("transaction_id 1 is already used by the transaction at 2026-01-02T10:00")
+
+
 def test_a_warm_started_stream_scores_its_first_transactions_with_their_full_history(spark, stream, tmp_path):
     """Seeded from the first 80 days, the stream's features of the next 20 equal the batch features over all 100;
     without the seed they would not (the cards and terminals would start empty)."""
@@ -130,5 +149,8 @@ def test_a_warm_started_stream_scores_its_first_transactions_with_their_full_his
                                rtol=1e-12, atol=1e-9)
     cold = add_all_features_pandas(later, DELAY_DAYS).set_index("TRANSACTION_ID").loc[streamed.index]
     assert (cold["CUSTOMER_ID_NB_TX_30DAY_WINDOW"] < expected["CUSTOMER_ID_NB_TX_30DAY_WINDOW"]).mean() > 0.5
+    resent = history.iloc[0]  # sent again, a history transaction older than the card look-back is not decided
+    stream.send(stream.settings.kafka.topics.raw, [transaction_message(resent)])
+    assert stream.process() == [] and stream.results(stream.settings.kafka.topics.deadletter) == []
     with pytest.raises(StateMismatchError, match="already holds state"):
         warm_start(spark, stream.settings, tmp_path / "history.parquet")

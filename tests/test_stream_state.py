@@ -7,7 +7,8 @@ import pytest
 
 from fraud.features import CUSTOMER_FEATURES, DAY_US, EXTRA_FEATURES, HANDBOOK_FEATURES, TERMINAL_FEATURES
 from fraud.features_pandas import add_all_features_pandas
-from fraud.stream.state import CARD, ROW_COLUMNS, TERMINAL, card_reach_us, card_step, decode, terminal_step
+from fraud.stream.state import (CARD, ROW_COLUMNS, TERMINAL, card_reach_us, card_step, decode, repeated_ids,
+                                terminal_step)
 from test_features import _random_transactions
 
 DELAY_DAYS = 7
@@ -112,6 +113,20 @@ def test_a_duplicate_delivery_is_scored_once_with_the_first_copys_features(trans
     repeated = rows[again].assign(kafka_offset=1)  # the same record sent again, later in the same partition
     rows, batch_of = pd.concat([rows, repeated], ignore_index=True), np.concatenate([batch_of, batch_of[again] + 2])
     assert_same_features(run_batches(rows, batch_of), expected)
+
+
+def test_a_used_transaction_id_is_a_resend_at_the_same_event_time_and_a_conflict_at_another():
+    # arrival order: Kafka time, then id, then position; event times in µs
+    rows = pd.DataFrame({"id_hash": [7, 8, 7, 9, 8, 5], "event_us": [100, 200, 100, 300, 999, 50],
+                         "kafka_ms": [1, 1, 2, 2, 3, 0], "transaction_id": [7, 8, 7, 9, 8, 5],
+                         "kafka_partition": 0, "kafka_offset": [0, 1, 2, 3, 4, 5]})
+    repeat, conflict = repeated_ids(rows, decided={5: 50, 9: 301})
+    # 7 twice (same time): the second is a resend; 8 again at another time: a conflict; 9 was decided at another
+    # time in an earlier batch: a conflict; 5 was decided at the same time: a resend
+    assert repeat.tolist() == [False, False, True, True, True, True]
+    assert conflict.tolist() == [False, False, False, True, True, False]
+    none, _ = repeated_ids(rows.iloc[[0, 1]], decided={})
+    assert not none.any()
 
 
 def test_a_key_depends_on_its_own_history_only():

@@ -43,6 +43,24 @@ def test_a_replay_puts_back_keys_the_batch_created_and_removed(tmp_path):
         assert store.get(["old", "new"]) == {"new": b"n"}
 
 
+def test_a_replay_forgets_the_ids_the_batch_decided_and_remembers_those_it_forgot(tmp_path):
+    path = shard_path(tmp_path, "card", 0)
+    with shard_batch(path, "query-1", 0, 2) as store:
+        store.decide([1, 2], [10, 20], 0)
+
+    def batch_one() -> dict[int, int]:
+        with shard_batch(path, "query-1", 1, 2) as store:
+            found = store.decided([1, 2, 3])
+            store.decide([3], [30], 1)
+            assert store.forget_decided(older_than_us=15) == 1  # id 1
+        return found
+
+    assert batch_one() == {1: 10, 2: 20}
+    assert batch_one() == {1: 10, 2: 20}  # replayed: 1 back, 3 not yet decided
+    with shard_batch(path, "query-1", 2, 2) as store:
+        assert store.decided([1, 2, 3]) == {2: 20, 3: 30}
+
+
 def test_a_failed_batch_leaves_nothing_behind(tmp_path):
     path = shard_path(tmp_path, "terminal", 1)
     _write(path, 0, {"a": b"a0"})

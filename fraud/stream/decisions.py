@@ -37,10 +37,11 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import DoubleType, StructField, StructType
 
 from fraud.config import Settings
-from fraud.features import CUSTOMER_FEATURES, TERMINAL_FEATURES, add_calendar_features
+from fraud.features import CUSTOMER_FEATURES, DAY_US, TERMINAL_FEATURES, add_calendar_features
 from fraud.schemas import FEATURES_COLUMN, JSON_OPTIONS, SCORED_ROW
 from fraud.scoring import scored_columns
-from fraud.stream.state import CARD, FEATURES, TERMINAL, card_reach_us, card_step, terminal_reach_us, terminal_step
+from fraud.stream.state import (CARD, FEATURES, TERMINAL, card_reach_us, card_step, repeated_ids, terminal_reach_us,
+                                terminal_step)
 from fraud.stream.store import shard_batch, shard_path
 from fraud.validation import in_sink_range, validate_records
 
@@ -55,10 +56,11 @@ LETTER_PAYLOAD_CHARS = 10_000
 
 
 def _stage(frames: Iterator[pd.DataFrame], *, route: str, folder: str, shards: int,
-           delay_days: int) -> Iterator[pd.DataFrame]:
+           delay_days: int, duplicate_days: int) -> Iterator[pd.DataFrame]:
     """mapInPandas body: a partition's rows, shard by shard, through the route's state step. Yields the scored
     transactions with the route's features added, and the rows the route does not take as they came (features
-    null): the dead letters (and the labels end at the terminal stage)."""
+    null): the dead letters, those the card stage makes of a used transaction id given to another transaction
+    (``repeated_ids``), and the labels at the terminal stage. A transaction sent again is not yielded."""
     frames = [frame for frame in frames if len(frame)]
     if not frames:
         return
@@ -74,13 +76,33 @@ def _stage(frames: Iterator[pd.DataFrame], *, route: str, folder: str, shards: i
     reach = card_reach_us() if route == CARD else terminal_reach_us(delay_days)
     for shard, part in rows[mine].groupby("shard", sort=True):
         with shard_batch(shard_path(Path(folder), route, int(shard)), owner, batch_id, shards) as store:
+            if route == CARD:
+                repeat, conflict = repeated_ids(part, store.decided(part["id_hash"].unique().tolist()))
+                if conflict.any():
+                    yield _used_id_letters(part[conflict], store).assign(**{name: np.nan for name in FEATURES[route]})
+                part = part[~repeat]
             outcome = step(part, store.get(list(part["key"].unique())), batch_id)
             store.put(outcome.updates)
             transactions = part[~part["is_label"]]
             newest = store.newest_seen(int(transactions["event_us"].max()) if len(transactions) else None)
             if newest is not None:
                 store.expire(newest - reach)
+            if route == CARD:
+                decided = part.loc[outcome.features.index]
+                store.decide(decided["id_hash"].tolist(), decided["event_us"].tolist(), batch_id)
+                if newest is not None:
+                    store.forget_decided(newest - duplicate_days * DAY_US)
         yield part.loc[outcome.features.index].join(outcome.features)
+
+
+def _used_id_letters(rows: pd.DataFrame, store) -> pd.DataFrame:
+    """Dead letters of transactions given an id a different transaction has (another event time)."""
+    first = store.decided(rows["id_hash"].unique().tolist())
+    return rows.assign(reason=[
+        f"transaction_id {tid} is already used by the transaction at "
+        f"{pd.Timestamp(first[h], unit='us').isoformat() if h in first else 'an earlier position in this batch'}"
+        f"; a transaction id is decided once (the first one's decision stands)"
+        for tid, h in zip(rows["transaction_id"], rows["id_hash"])])
 
 
 def _with_features(schema: StructType, names: list[str]) -> StructType:
@@ -121,7 +143,8 @@ def transaction_features(transactions: DataFrame, labels: DataFrame, settings: S
     read once and nothing filters the validated records before the stages.
     """
     conf = settings.stream
-    stage = functools.partial(_stage, folder=str(state_dir), shards=conf.state_shards, delay_days=conf.delay_days)
+    stage = functools.partial(_stage, folder=str(state_dir), shards=conf.state_shards, delay_days=conf.delay_days,
+                              duplicate_days=conf.duplicate_days)
     by_card = keyed_by(_state_rows(transactions, None), "customer_id", conf.state_shards)
     cards = by_card.mapInPandas(functools.partial(stage, route=CARD), _with_features(by_card.schema,
                                                                                       CUSTOMER_FEATURES))

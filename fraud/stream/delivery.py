@@ -1,16 +1,19 @@
 """The delivery query: what the decision query published, and what arrived, into the slower sinks.
 
-It reads the result topic, the dead-letter topic and the two input topics, and in
-each micro-batch (``DeliveryBatches``) writes, concurrently:
+It reads the result topic, the dead-letter topic and the labels topic (and counts
+the transactions topic's records), and in each micro-batch (``DeliveryBatches``)
+writes, concurrently:
 
 - scored transactions (SCORED_ROW and their features, from the result topic, with
   ``decided_at``: the record's Kafka timestamp, when the decision was published) to
   MySQL ``scored_transactions`` (upsert), Elasticsearch (document id = transaction id)
-  and Delta ``scored_transactions``;
+  and Delta ``scored_transactions``; and their transaction fields to the Delta
+  archive ``transactions_raw``: what was decided, so a transaction sent twice is
+  archived once (the decision query decides a transaction id once);
 - dead letters to MySQL ``dead_letters`` (upsert by Kafka position);
-- valid transactions and labels (``fraud.validation``) to the Delta archives
-  ``transactions_raw`` and ``labels``, the source of backfills and retraining, and
-  labels to their transaction's Elasticsearch document (``tx_fraud``).
+- valid labels (``fraud.validation``) to the Delta archive ``labels`` and to their
+  transaction's Elasticsearch document (``tx_fraud``). The two archives are the
+  source of backfills, warm starts and retraining.
 
 The decision query may publish a record twice (a micro-batch replayed after a
 crash publishes identical records again): the result topic's records are
@@ -85,22 +88,19 @@ class DeliveryBatches:
             writes.update({f"{sink} scored": write for sink, write in
                            scored_writers(scored, settings, tuple(s for s in sinks if s != "kafka"), tag,
                                           batch).items()})
+            if "delta" in sinks:
+                writes["delta transactions"] = lambda: write_to_delta(
+                    scored.select(*ARCHIVED, "tx_amount", "kafka_timestamp"), settings.raw_table, batch)
         if counts.get(topics.deadletter) and "mysql" in sinks:
             letters = of(topics.deadletter).select(F.from_json(F.col("value").cast("string"), DEAD_LETTER,
                                                                JSON_OPTIONS).alias("d")).select("d.*")
             writes["mysql dead letters"] = lambda: write_dead_letters(letters, settings, tag)
-        inputs = counts.get(topics.raw, 0) + counts.get(topics.labels, 0)
-        if inputs and "delta" in sinks or counts.get(topics.labels) and "elasticsearch" in sinks:
-            valid = validate_records(of(topics.raw).unionByName(of(topics.labels)),
-                                     topics.labels).where(F.col("reason").isNull())
-            transactions, labels = (valid.where(F.col("kafka_topic") == topic) for topic in (topics.raw, topics.labels))
-            if "delta" in sinks and counts.get(topics.raw):
-                writes["delta transactions"] = lambda: write_to_delta(
-                    transactions.select(*ARCHIVED, "tx_amount", "payload", *KAFKA_POSITION), settings.raw_table, batch)
-            if "delta" in sinks and counts.get(topics.labels):
+        if counts.get(topics.labels) and ("delta" in sinks or "elasticsearch" in sinks):
+            labels = validate_records(of(topics.labels), topics.labels).where(F.col("reason").isNull())
+            if "delta" in sinks:
                 writes["delta labels"] = lambda: write_to_delta(
                     labels.select(*ARCHIVED, "tx_fraud", *KAFKA_POSITION), settings.labels_table, batch)
-            if "elasticsearch" in sinks and counts.get(topics.labels):
+            if "elasticsearch" in sinks:
                 writes["elasticsearch labels"] = lambda: write_to_elasticsearch(
                     labels.select(*ARCHIVED, F.col("tx_fraud").cast("byte")), settings)
         return writes

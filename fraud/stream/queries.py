@@ -101,15 +101,18 @@ def decision_query(spark: SparkSession, settings: Settings, transactions: DataFr
 
 def delivery_query(spark: SparkSession, settings: Settings, sinks: tuple[str, ...],
                    stop: threading.Event | None = None) -> StreamingQuery:
-    """Start the delivery query: the result topic deduplicated by transaction id, with the other three topics.
-    ``stop``: the stream's stop event (a sink retrying gives up when it is set)."""
+    """Start the delivery query: the result topic deduplicated by transaction id, with the labels and dead-letter
+    topics, and the transactions topic's records counted only (the batch log's arrivals; its archive is what was
+    decided, from the result topic: kept in the subscription so that a checkpoint of an earlier version stays
+    valid). ``stop``: the stream's stop event (a sink retrying gives up when it is set)."""
     topics, conf, root = settings.kafka.topics, settings.stream, settings.checkpoint_dir
     scored = (kafka_source(spark, settings, [topics.scored], conf.max_offsets_per_trigger)
               .withColumn("transaction_id", F.col("key").cast("string"))
               .withWatermark("timestamp", DEDUPLICATION_WINDOW).dropDuplicatesWithinWatermark(["transaction_id"]))
     others = (kafka_source(spark, settings, [topics.raw, topics.labels, topics.deadletter],
                            conf.max_offsets_per_trigger)
-              .withColumn("transaction_id", F.lit(None).cast("string")))
+              .withColumn("transaction_id", F.lit(None).cast("string"))
+              .withColumn("value", F.when(F.col("topic") != topics.raw, F.col("value"))))
     return (scored.unionByName(others).writeStream.queryName(f"fraud-{DELIVERY}")
             .foreachBatch(DeliveryBatches(settings, sinks, lambda: checkpoint_query_id(root / DELIVERY), stop))
             .option("checkpointLocation", str(root / DELIVERY))

@@ -22,9 +22,12 @@ In-order delivery gives exactly the batch features (``fraud.features``).
 
 Cards keep, per transaction, the event time, a 64-bit hash of the id, the amount
 and whether the amount was above ``HIGH_RATIO`` times its baseline (so 60 days of
-history serve the 14-day count of such amounts). A transaction whose (event
-time, id) is already in its card's history, or earlier in the batch, is a
-duplicate delivery: dropped, not scored again. Terminals keep the event time, id
+history serve the 14-day count of such amounts). A transaction whose id its
+card's shard decided before (``repeated_ids``: remembered for ``stream.duplicate_days``,
+longer than any look-back) or that came earlier in the batch is sent again: with the
+same event time it is dropped, not scored again; with another it is a dead letter
+(another transaction under a used id). A card's history also drops a repeat of an
+(event time, id) it holds. Terminals keep the event time, id
 hash and fraud label (NaN until known), plus labels that arrived before their
 transaction (pending). History older than the key's newest transaction minus the
 look-back is dropped.
@@ -102,6 +105,27 @@ def arrival_rank(rows: pd.DataFrame) -> np.ndarray:
     rank = np.empty(len(rows), np.int64)
     rank[rows.reset_index(drop=True).sort_values(ARRIVAL, kind="stable").index.to_numpy()] = np.arange(len(rows))
     return rank
+
+
+def repeated_ids(rows: pd.DataFrame, decided: Mapping[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Which of a card shard's transactions repeat a transaction id: one decided in an earlier micro-batch
+    (``decided``: id hash -> event time in µs) or arriving earlier in this one.
+
+    ``rows``: ROW_COLUMNS (transactions only). Returns two boolean arrays in ``rows`` order: the repeats, and among
+    them the conflicts, whose event time differs from the first's (another transaction under a used id: a dead
+    letter). A repeat with the same event time is the same transaction sent again: dropped, never decided twice.
+    """
+    ids, times = rows["id_hash"].to_numpy(), rows["event_us"].to_numpy()
+    order = np.argsort(arrival_rank(rows), kind="stable")
+    first = np.zeros(len(rows), bool)
+    first[order[~pd.Series(ids[order]).duplicated().to_numpy()]] = True
+    earlier = pd.Series(times[first], index=ids[first])
+    if decided:
+        known = pd.Series(decided, dtype=np.int64)
+        earlier = pd.concat([known, earlier[~earlier.index.isin(known.index)]])
+        first &= ~np.isin(ids, known.index.to_numpy())
+    repeat = ~first
+    return repeat, repeat & (earlier.reindex(ids).to_numpy() != times)
 
 
 def _histories(keys: np.ndarray, stored: Mapping[str, bytes], route: str) -> tuple[np.ndarray, np.ndarray, list]:

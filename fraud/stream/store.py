@@ -6,10 +6,15 @@ is one SQLite transaction: read the touched keys, write their new values, drop
 the keys idle for longer than the look-back, record the batch id. Only the keys a
 batch touches are read or written.
 
+A card shard also keeps the ids (64-bit hashes) of the transactions it decided,
+with their event times, for ``stream.duplicate_days`` of event time: a transaction
+sent again, however late, is not decided twice (``fraud.stream.decisions``).
+
 Exactly once. Before a batch overwrites a key it saves the key's previous value
 in an undo table, kept until the next batch. If the same batch id comes again (the
 query restarted after a crash, between this commit and Spark's; or a task was
-retried), the undo table puts every key back as it was before the batch, so the
+retried), the undo table puts every key back as it was before the batch (and the
+ids it decided are forgotten, those it forgot restored), so the
 batch computes the same features again from the same state. A batch id below the
 recorded one means the checkpoint is not the one this state went with (deleted,
 replaced, restored from a backup): ``StateMismatchError``, never a silent mix.
@@ -35,6 +40,9 @@ CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, newest INTEGER NOT NULL,
 CREATE INDEX IF NOT EXISTS state_by_newest ON state (newest);
 CREATE TABLE IF NOT EXISTS undo (key TEXT PRIMARY KEY, newest INTEGER, records INTEGER, value BLOB) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS decided (id INTEGER PRIMARY KEY, time INTEGER NOT NULL, batch INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS decided_by_time ON decided (time);
+CREATE TABLE IF NOT EXISTS decided_expired (id INTEGER PRIMARY KEY, time INTEGER NOT NULL, batch INTEGER NOT NULL);
 """
 _STATS = ("keys", "records", "bytes")
 _CHUNK = 900  # keys per SELECT ... IN (...)
@@ -112,6 +120,31 @@ class ShardBatch:
             _set_size(self.conn, StateSize(now.keys - keys, now.records - records, now.bytes - size))
         return keys
 
+    def decided(self, ids: list[int]) -> dict[int, int]:
+        """Of the transaction ``ids`` (64-bit id hashes), those decided in an earlier micro-batch: id -> event time
+        (µs)."""
+        found: dict[int, int] = {}
+        for start in range(0, len(ids), _CHUNK):
+            chunk = ids[start:start + _CHUNK]
+            found.update(self.conn.execute(f"SELECT id, time FROM decided WHERE id IN ({','.join('?' * len(chunk))})",
+                                           chunk).fetchall())
+        return found
+
+    def decide(self, ids: list[int], times: list[int], batch_id: int) -> None:
+        """Record the transactions this micro-batch decided (id hash, event time in µs); a replay of the batch
+        forgets them again (``shard_batch``)."""
+        self.conn.executemany("INSERT OR IGNORE INTO decided VALUES (?, ?, ?)",
+                              ((i, t, batch_id) for i, t in zip(ids, times)))
+
+    def forget_decided(self, older_than_us: int) -> int:
+        """Forget the decided transactions with an event time before ``older_than_us`` (kept until the
+        next micro-batch, for a replay); returns how many."""
+        kept = self.conn.execute("INSERT OR IGNORE INTO decided_expired SELECT * FROM decided WHERE time < ?",
+                                 (older_than_us,)).rowcount
+        if kept:
+            self.conn.execute("DELETE FROM decided WHERE time < ?", (older_than_us,))
+        return kept
+
     def newest_seen(self, event_us: int | None = None) -> int | None:
         """The newest event time the shard has seen, raised to ``event_us`` when given."""
         row = self.conn.execute("SELECT value FROM meta WHERE name = 'newest_event_us'").fetchone()
@@ -172,7 +205,10 @@ def shard_batch(path: Path, owner: str | None, batch_id: int, shards: int) -> It
             before = _meta(conn, "size_before")
             if before is not None:
                 _set_size(conn, StateSize(*(int(v) for v in str(before).split(","))))
+            conn.execute("DELETE FROM decided WHERE batch = ?", (batch_id,))
+            conn.execute("INSERT OR IGNORE INTO decided SELECT * FROM decided_expired")
         conn.execute("DELETE FROM undo")
+        conn.execute("DELETE FROM decided_expired")
         size = _size(conn)
         conn.execute("INSERT OR REPLACE INTO meta VALUES ('size_before', ?)",
                      (f"{size.keys},{size.records},{size.bytes}",))

@@ -6,7 +6,8 @@ of ``labels``) or a Parquet / CSV / Delta history in the handbook's columns
 (``fraud.io``). The look-back before its newest transaction (74 days for cards,
 whose high-amount flags read 60 days behind each of the last 14; the terminal
 look-back for terminals) is written into the decision query's state as micro-batch
--1, which the first run of the query adopts. Only a state that has not served a
+-1, which the first run of the query adopts, with the ids of the last
+``stream.duplicate_days`` as decided (sent again, they are not decided twice). Only a state that has not served a
 micro-batch yet is seeded.
 """
 from __future__ import annotations
@@ -49,8 +50,9 @@ def archived_history(spark: SparkSession, settings: Settings) -> DataFrame:
 
 
 def _seed(frames: Iterator[pd.DataFrame], *, route: str, folder: str, shards: int,
-          delay_days: int) -> Iterator[pd.DataFrame]:
-    """mapInPandas body: every key of a partition's history rows into its shard's state (micro-batch -1)."""
+          delay_days: int, duplicate_days: int) -> Iterator[pd.DataFrame]:
+    """mapInPandas body: every key of a partition's history rows into its shard's state (micro-batch -1), and
+    for cards the ids of the last ``duplicate_days`` as decided."""
     frames = [frame for frame in frames if len(frame)]
     if not frames:
         return
@@ -75,7 +77,10 @@ def _seed(frames: Iterator[pd.DataFrame], *, route: str, folder: str, shards: in
         with shard_batch(shard_path(Path(folder), route, int(shard)), None, SEED_BATCH, shards) as store:
             store.get(list(updates))
             store.put(updates)
-            store.newest_seen(int(records["time"].max()))
+            newest = store.newest_seen(int(records["time"].max()))
+            if route == CARD:
+                recent = records["time"] >= newest - duplicate_days * DAY_US
+                store.decide(records["id"][recent].tolist(), records["time"][recent].tolist(), SEED_BATCH)
         yield pd.DataFrame({"route": [route], "shard": [int(shard)], "keys": [len(updates)],
                             "records": [sum(u.records for u in updates.values())]})
 
@@ -95,17 +100,18 @@ def warm_start(spark: SparkSession, settings: Settings, history: str | Path | No
     end = transactions.agg(F.max("TX_DATETIME")).first()[0]
     if end is None:
         raise StateMismatchError(f"{history or settings.raw_table}: the history is empty, nothing to seed")
-    since = F.lit(end).cast("timestamp") - F.expr(f"INTERVAL {customer_history_days()} DAYS")
+    conf = settings.stream
+    days = max(customer_history_days(), conf.duplicate_days)
+    since = F.lit(end).cast("timestamp") - F.expr(f"INTERVAL {days} DAYS")
     rows = transactions.where(F.col("TX_DATETIME").cast("timestamp") > since).select(
         "TRANSACTION_ID", "CUSTOMER_ID", "TERMINAL_ID", "TX_AMOUNT", F.col("TX_FRAUD").cast("double"),
         F.unix_micros(F.col("TX_DATETIME").cast("timestamp")).alias("event_us"),
         F.xxhash64(F.col("TRANSACTION_ID").cast("string")).alias("id_hash"))
-    conf = settings.stream
     written = []
     for route, key in ((CARD, "CUSTOMER_ID"), (TERMINAL, "TERMINAL_ID")):
         keyed = keyed_by(rows, key, conf.state_shards)
         seed = functools.partial(_seed, route=route, folder=str(folder), shards=conf.state_shards,
-                                 delay_days=conf.delay_days)
+                                 delay_days=conf.delay_days, duplicate_days=conf.duplicate_days)
         written += keyed.mapInPandas(seed, "route string, shard int, keys long, records long").collect()
     report = {route: {"keys": sum(r.keys for r in written if r.route == route),
                       "records": sum(r.records for r in written if r.route == route)} for route in (CARD, TERMINAL)}
