@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 MVN    := mvn -q -B
 JAR_GROUPS := spark kafka elasticsearch
 
-.PHONY: help system-run system-test setup jars run test bench stack-up stack-down stack-status data clean
+.PHONY: help system-run system-test setup jars run test test-fast lint bench stack-up stack-down stack-status data clean
 .DEFAULT_GOAL := help
 
 help:  ## list the targets
@@ -52,6 +52,14 @@ run: stack-up  ## the main job on the embedded local default
 
 test: system-test setup  ## the whole test suite (starts its own stack on test ports)
 	$(BIN)/python -m pytest
+
+test-fast: setup  ## only the tests that need no service (Spark in process, pure logic): a few minutes
+	$(BIN)/python -m pytest -m "not services"
+
+lint: $(VENV)/.installed  ## ruff, the import layers (import-linter) and mypy
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 bench: setup  ## benchmarks (not tests): table, JSON and plots in bench-results/<UTC time>/ (BENCH_ARGS=--quick: short)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)

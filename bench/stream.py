@@ -54,18 +54,19 @@ import psutil
 from sklearn.metrics import average_precision_score
 
 from bench import plots
-from bench.pipeline import isolated_stream, running_test_stack
+from bench.pipeline import isolated_stream
 from bench.report import Outcome, Row, rate
 from bench.topics import OffsetSampler, record_times_ms, scored_features, scored_times_ms
+from fraud.clients.elasticsearch import SCORED, elasticsearch_client
+from fraud.clients.mysql import connect
 from fraud.config import Settings
 from fraud.data import dataset_path
 from fraud.features import EXTRA_FEATURES, HANDBOOK_FEATURES
 from fraud.features_pandas import add_all_features_pandas
 from fraud.producer import Pace, load_history, replay
 from fraud.simulator import Simulator
-from fraud.stack.elasticsearch import SCORED, elasticsearch_client
-from fraud.stack.mariadb import connect
 from fraud.stream.serving import newest_model
+from fraud.testing.stack import running_test_stack
 from training.artifacts import load_model
 from udfs.scoring import score_features
 
@@ -532,7 +533,8 @@ def order_rows(name: str, order: dict | None) -> list[Row]:
         return []
     features = ", ".join(f"{n} {c:,}" for n, c in order["features_differing"].items()) or "none"
     return [Row(name, "decisions whose features differ from the batch features (arrival order)",
-                f"{order['rows_differing']:,} of {order['rows']:,} ({order['rows_differing'] / max(order['rows'], 1):.2%});"
+                f"{order['rows_differing']:,} of {order['rows']:,} "
+                f"({order['rows_differing'] / max(order['rows'], 1):.2%});"
                 f" most often: {features}"),
             Row(name, "average precision: stream / batch, same transactions and model",
                 f"{order['ap_stream']:.4f} / {order['ap_batch']:.4f}")]

@@ -8,8 +8,8 @@ import time
 import numpy as np
 import pandas as pd
 
+from fraud.clients.kafka import end_offsets, kafka_consumer, read_topic
 from fraud.config import Settings
-from fraud.topics import end_offsets, kafka_consumer, read_topic
 
 
 class OffsetSampler(threading.Thread):

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from fraud.config import ConfigError, load_settings
 
+
 def _stack(args, settings) -> int:
     from fraud.stack.manager import format_status, stack_down, stack_status, stack_up
     if args.action == "up":
@@ -26,8 +27,14 @@ def _stack(args, settings) -> int:
     return 0 if args.action == "down" or all(r.healthy for r in rows) else 1
 
 
+def _package_code(args, settings) -> int:
+    from fraud.spark import package_code
+    print(package_code(Path(args.dest)))
+    return 0
+
+
 def _init(args, settings) -> int:
-    from fraud.stack.bootstrap import bootstrap
+    from fraud.bootstrap import bootstrap
     print(json.dumps(bootstrap(settings)))
     return 0
 
@@ -43,7 +50,7 @@ def _roundtrip(args, settings) -> int:
 
 
 def _features(args, settings) -> int:
-    from fraud.features import add_all_features
+    from fraud.features_spark import add_all_features
     from fraud.io import read_transactions
     from fraud.spark import spark_session
 
@@ -191,6 +198,11 @@ def build_parser() -> argparse.ArgumentParser:
     init = sub.add_parser("init", help="create topics, MySQL tables and the Elasticsearch index (idempotent; "
                                       "`stack up` runs it, use it for the compose stack or your own services)")
     init.set_defaults(func=_init)
+
+    package = sub.add_parser("package-code", help="zip the fraud, training and udfs packages for spark-submit "
+                                                  "--py-files; prints the zip's path")
+    package.add_argument("dest", nargs="?", default="dist", help="folder for fraud-code.zip (default dist)")
+    package.set_defaults(func=_package_code)
 
     trip = sub.add_parser("roundtrip", help="smoke test: N events through Kafka and Spark into every sink")
     trip.add_argument("--events", type=int, default=1000, help="events to produce (default 1000)")

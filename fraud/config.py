@@ -117,7 +117,7 @@ class SparkConf:
     master: str
     driver_memory: str
     shuffle_partitions: int
-    arrow_batch_rows: int         # rows per Arrow batch handed to pandas UDFs (spark.sql.execution.arrow.maxRecordsPerBatch)
+    arrow_batch_rows: int         # rows per Arrow batch to pandas UDFs (spark.sql.execution.arrow.maxRecordsPerBatch)
 
 
 @dataclass(frozen=True)

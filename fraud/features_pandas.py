@@ -1,6 +1,6 @@
 """The feature code (numpy): every feature ``fraud.features`` defines, for many keys at once.
 
-Spark runs it over a whole history by card and by terminal (``fraud.features.add_all_features``: backfill,
+Spark runs it over a whole history by card and by terminal (``fraud.features_spark.add_all_features``: backfill,
 training), the streaming scorer over a micro-batch and its keys' state (``fraud.stream.state``), and
 ``add_all_features_pandas`` over one pandas frame (tests, benchmarks, notebooks).
 
@@ -18,9 +18,21 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from fraud.features import (BASELINE_DAYS, DAY_US, EXTRA_FEATURES, FRAUD_RECENCY_DAYS, HANDBOOK_FEATURES, HIGH_RATIO,
-                            HOUR_US, MINUTE_US, NO_BASELINE, NO_KNOWN_FRAUD, NO_PREVIOUS_TX, SECOND_US,
-                            TERMINAL_WINDOWS_DAYS)
+from fraud.features import (
+    BASELINE_DAYS,
+    DAY_US,
+    EXTRA_FEATURES,
+    FRAUD_RECENCY_DAYS,
+    HANDBOOK_FEATURES,
+    HIGH_RATIO,
+    HOUR_US,
+    MINUTE_US,
+    NO_BASELINE,
+    NO_KNOWN_FRAUD,
+    NO_PREVIOUS_TX,
+    SECOND_US,
+    TERMINAL_WINDOWS_DAYS,
+)
 
 
 def range_sums(values: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
@@ -205,7 +217,8 @@ def terminal_features_of(pdf: pd.DataFrame, times: np.ndarray, delay_days: int =
 
 
 def add_all_features_pandas(pdf: pd.DataFrame, delay_days: int = 7) -> pd.DataFrame:
-    """The input columns followed by HANDBOOK_FEATURES and EXTRA_FEATURES, like ``fraud.features.add_all_features``.
+    """The input columns followed by HANDBOOK_FEATURES and EXTRA_FEATURES, like
+    ``fraud.features_spark.add_all_features``.
 
     Raises ValueError when ``delay_days`` is not positive.
     """

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Iterable
 
 import pandas as pd
-from confluent_kafka import Producer
 from tqdm import tqdm
 
+from fraud.clients.kafka import kafka_producer
 from fraud.config import Settings
 
 COLUMNS = ["TRANSACTION_ID", "TX_DATETIME", "CUSTOMER_ID", "TERMINAL_ID", "TX_AMOUNT", "TX_FRAUD"]
@@ -87,8 +87,7 @@ def replay(settings: Settings, history: pd.DataFrame | Iterable, pace: Pace, del
         history = history.itertuples(index=False)
     rows = itertools.islice(history, limit)
     topics = settings.kafka.topics
-    producer = Producer({**settings.kafka.client_config(), "enable.idempotence": True,
-                         "linger.ms": 5, "compression.type": "lz4"})
+    producer = kafka_producer(settings, **{"linger.ms": 5, "compression.type": "lz4"})
     delay = pd.Timedelta(days=delay_days)
     # labels in event-time order, waiting for event time + delay
     pending: deque = deque(labels_due.itertuples(index=False) if labels_due is not None else ())

@@ -15,17 +15,16 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from confluent_kafka import Producer
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from fraud.clients.elasticsearch import elasticsearch_client
+from fraud.clients.kafka import kafka_producer, topic_end_offsets
+from fraud.clients.mysql import connect
 from fraud.config import Settings
 from fraud.schemas import FEATURES_COLUMN, SCORED_ROW, TRANSACTION_MESSAGE
 from fraud.scoring import FEATURES_TYPE
-from fraud.stack.elasticsearch import elasticsearch_client
-from fraud.stack.mariadb import connect
 from fraud.sinks import SINKS, write_to_sinks
-from fraud.topics import topic_end_offsets
 
 
 @dataclass(frozen=True)
@@ -49,8 +48,7 @@ def produce_events(settings: Settings, events: list[dict]) -> RoundTrip:
     """Send ``events`` keyed by customer; returns where they start in the topic."""
     topic = settings.kafka.topics.raw
     offsets = topic_end_offsets(settings, topic)
-    producer = Producer({**settings.kafka.client_config(), "enable.idempotence": True,
-                         "linger.ms": 20})
+    producer = kafka_producer(settings, **{"linger.ms": 20})
     for event in events:
         producer.produce(topic, key=str(event["customer_id"]), value=json.dumps(event))
         producer.poll(0)
@@ -113,7 +111,8 @@ def count_in_sinks(spark: SparkSession, settings: Settings, trip: RoundTrip) -> 
     es.indices.refresh(index=settings.elasticsearch.index)
     in_es = es.count(index=settings.elasticsearch.index,
                      query={"range": {"transaction_id": {"gte": first, "lte": last}}})["count"]
-    in_delta = spark.read.format("delta").load(settings.scored_table).where(F.col("transaction_id").between(first, last)).count()
+    in_delta = (spark.read.format("delta").load(settings.scored_table)
+                .where(F.col("transaction_id").between(first, last)).count())
     return {"mysql": in_mysql, "elasticsearch": in_es, "delta": in_delta}
 
 

@@ -21,12 +21,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from fraud.clients.elasticsearch import SCORED, elasticsearch_client
+from fraud.clients.kafka import read_topic, topic_end_offsets
+from fraud.clients.mysql import connect
 from fraud.config import PROJECT_ROOT, Settings
 from fraud.data import TRANSACTIONS
-from fraud.stack.elasticsearch import SCORED, elasticsearch_client
 from fraud.stack.manager import stack_up
-from fraud.stack.mariadb import connect
-from fraud.topics import read_topic, topic_end_offsets
 
 REPORT_EVERY_S = 10
 LATENCY_SAMPLE = 2_000
@@ -60,7 +60,8 @@ def producer_args(settings: Settings, rate: float) -> list[str]:
     dataset = settings.data_dir / TRANSACTIONS if settings.data_dir else None
     args = ["produce", "--rate", str(rate)]
     if dataset is not None and dataset.exists():  # ids grow with time in the dataset
-        last_time, _ = last_produced(settings, below=int(pd.read_parquet(dataset, columns=["TRANSACTION_ID"]).TRANSACTION_ID.max()))
+        newest_id = int(pd.read_parquet(dataset, columns=["TRANSACTION_ID"]).TRANSACTION_ID.max())
+        last_time, _ = last_produced(settings, below=newest_id)
         return args + ["--input", str(dataset)] + (
             ["--start", (last_time + timedelta(microseconds=1)).isoformat()] if last_time else [])
     last_time, last_id = last_produced(settings)

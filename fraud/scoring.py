@@ -12,11 +12,11 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import DoubleType, StructField, StructType
 
-from fraud.features import EXTRA_FEATURES, HANDBOOK_FEATURES, add_all_features
-from fraud.schemas import FEATURES_COLUMN, SCORED_ROW
+from fraud.features import EXTRA_FEATURES, HANDBOOK_FEATURES
+from fraud.features_spark import add_all_features
+from fraud.schemas import FEATURES_COLUMN
 from training.artifacts import ModelArtifact
 from udfs.scoring import score_column
-
 
 # the type of the FEATURES_COLUMN struct: every feature, as a double
 FEATURES_TYPE = StructType([StructField(name, DoubleType()) for name in [*HANDBOOK_FEATURES, *EXTRA_FEATURES]])

@@ -19,9 +19,9 @@ from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from fraud.clients.mysql import connect
 from fraud.config import Settings
 from fraud.schemas import DECIDED_AT, JSON_OPTIONS, SCORED_ROW
-from fraud.stack.mariadb import connect
 
 KEY = "transaction_id"
 OUTAGE_PATIENCE_S = 600.0  # how long a sink may be down before the batch (and the query) fails
@@ -220,8 +220,8 @@ def scored_writers(rows: DataFrame, settings: Settings, sinks: tuple[str, ...], 
     """The write of scored rows (SCORED_ROW + ``features``, and DECIDED_AT from the stream) to each named sink, to
     run with ``write_concurrently``.
 
-    Delta keeps the ``features`` struct, the other sinks take SCORED_ROW (and DECIDED_AT). ``batch`` is a stream's (query id, batch
-    id) (see write_to_delta). Raises ValueError for an unknown sink.
+    Delta keeps the ``features`` struct, the other sinks take SCORED_ROW (and DECIDED_AT). ``batch`` is a stream's
+    (query id, batch id) (see write_to_delta). Raises ValueError for an unknown sink.
     """
     check_sinks(sinks)
     scored = rows.select(*SCORED_ROW.fieldNames(), *([DECIDED_AT] if DECIDED_AT in rows.columns else []))

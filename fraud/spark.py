@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import os
 import sys
+import zipfile
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Iterator, Mapping
 
 from pyspark.sql import SparkSession
 
-from fraud.config import Settings
+from fraud.config import PROJECT_ROOT, Settings
 from fraud.jvm import jars
 
 
@@ -74,3 +76,17 @@ def spark_session(settings: Settings, app_name: str, **options) -> Iterator[Spar
         yield spark
     finally:
         spark.stop()
+
+
+CODE_PACKAGES = ("fraud", "training", "udfs")  # what executors import
+
+
+def package_code(dest: Path) -> Path:
+    """``dest``/fraud-code.zip holding the packages fraud, training and udfs: what ``--py-files`` takes."""
+    dest.mkdir(parents=True, exist_ok=True)
+    archive = dest / "fraud-code.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+        for package in CODE_PACKAGES:
+            for source in sorted((PROJECT_ROOT / package).rglob("*.py")):
+                zf.write(source, source.relative_to(PROJECT_ROOT))
+    return archive

@@ -54,9 +54,9 @@ def _first_failure(checks: list[tuple[Column, Column | str]]) -> Column:
 
 def validate_records(records: DataFrame, labels_topic: str | None = None) -> DataFrame:
     """Kafka records (value, topic, partition, offset, timestamp) -> one row each: the parsed fields (FIELDS;
-    tx_datetime a UTC timestamp, null outside SINK_TIMES), ``payload`` (the value as text), the Kafka position (kafka_topic, kafka_partition,
-    kafka_offset, kafka_timestamp), ``reason`` (null when valid), ``payload_bytes`` (the value's size) and
-    ``payload_sha256`` (hex SHA-256 of the value, for a refused record only).
+    tx_datetime a UTC timestamp, null outside SINK_TIMES), ``payload`` (the value as text), the Kafka position
+    (kafka_topic, kafka_partition, kafka_offset, kafka_timestamp), ``reason`` (null when valid), ``payload_bytes``
+    (the value's size) and ``payload_sha256`` (hex SHA-256 of the value, for a refused record only).
 
     Records of ``labels_topic`` are checked as labels, all others as transactions.
     """
@@ -64,7 +64,8 @@ def validate_records(records: DataFrame, labels_topic: str | None = None) -> Dat
     text = F.from_json(payload, _AS_TEXT, {"columnNameOfCorruptRecord": _CORRUPT})
     typed = F.from_json(payload, _AS_TYPED)
     parsed = records.select(
-        payload.alias("payload"), F.col("value").alias("_value"), F.length("value").alias("_bytes"), text.alias("_text"), typed.alias("_typed"),
+        payload.alias("payload"), F.col("value").alias("_value"), F.length("value").alias("_bytes"),
+        text.alias("_text"), typed.alias("_typed"),
         F.col("topic").alias("kafka_topic"), F.col("partition").alias("kafka_partition"),
         F.col("offset").alias("kafka_offset"), F.col("timestamp").alias("kafka_timestamp"))
     event_time = F.to_timestamp("_text.tx_datetime")

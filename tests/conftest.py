@@ -1,31 +1,17 @@
-"""Shared fixtures: one local Spark session, and a service stack on test ports.
-
-The test stack has its own ports and state directory, so ``make test`` never
-touches a stack a developer is running with ``make run``.
-"""
+"""Shared fixtures: one local Spark session, the service stack on test ports (``fraud.testing.stack``), and
+isolated pipelines on it that are removed after the test."""
 from __future__ import annotations
 
 import os
+from contextlib import ExitStack
 from pathlib import Path
+from typing import Callable, Iterator
 
 import pytest
 
-from fraud.config import PROJECT_ROOT, Settings, load_settings
-
-TEST_ENV = {
-    "FRAUD_STATE_DIR": str(PROJECT_ROOT / ".state" / "test-stack"),
-    "FRAUD_KAFKA_PORT": "19092",
-    "FRAUD_KAFKA_CONTROLLER_PORT": "19093",
-    "FRAUD_ELASTICSEARCH_PORT": "19200",
-    "FRAUD_ELASTICSEARCH_TRANSPORT_PORT": "19300",
-    "FRAUD_MYSQL_PORT": "13306",
-}
-
-
-def stack_settings(**overrides: str) -> Settings:
-    """Settings of the test stack (environment variables win over conf/local.yaml)."""
-    env = {key: value for key, value in os.environ.items() if key != "FRAUD_MYSQL_PASSWORD"}
-    return load_settings(env={**env, **TEST_ENV, **overrides})
+from fraud.config import Settings
+from fraud.testing.pipeline import isolated_pipeline
+from fraud.testing.stack import stack_settings
 
 
 @pytest.fixture(scope="session")
@@ -58,3 +44,12 @@ def data_dir() -> Path:
             pytest.fail("the published dataset is required in CI (../shared/data/fdh or FRAUD_DATA_DIR)")
         pytest.skip("published dataset not available (set FRAUD_DATA_DIR)")
     return settings.data_dir
+
+
+@pytest.fixture
+def pipeline(stack, tmp_path) -> Iterator[Callable[..., tuple[Settings, dict[str, str]]]]:
+    """``pipeline(name, **FRAUD_variables)`` -> (settings, environment) of a pipeline with its own topics, MySQL
+    database, Elasticsearch index, Delta folder and checkpoints (under the test's tmp_path) on the test stack;
+    each is removed when the test ends (stop its stream first)."""
+    with ExitStack() as made:
+        yield lambda name, **overrides: made.enter_context(isolated_pipeline(stack, tmp_path, name, **overrides))

@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 
 from fraud.backfill import backfill
+from fraud.clients.elasticsearch import elasticsearch_client
+from fraud.clients.mysql import connect
 from fraud.config import PROJECT_ROOT
 from fraud.sinks import SINKS
-from fraud.stack.elasticsearch import elasticsearch_client
-from fraud.stack.mariadb import connect
 from training.artifacts import load_model
 
 pytestmark = pytest.mark.services

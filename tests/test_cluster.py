@@ -15,10 +15,11 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Producer
 
-from fraud.cluster import SPARK_HOME, StandaloneCluster, package_code
 from fraud.config import PROJECT_ROOT
 from fraud.jvm import jars
-from streaming import DEFAULT_MODEL, StreamProcess, isolated_pipeline, mysql_count
+from fraud.spark import package_code
+from fraud.testing.cluster import SPARK_HOME, StandaloneCluster
+from fraud.testing.pipeline import DEFAULT_MODEL, StreamProcess, mysql_count
 
 pytestmark = pytest.mark.services
 
@@ -76,8 +77,8 @@ class SubmittedStream(StreamProcess):
         return self.proc.returncode
 
 
-def test_the_stream_scores_on_a_standalone_cluster(stack, tmp_path):
-    settings, env = isolated_pipeline(stack, tmp_path, "cluster")
+def test_the_stream_scores_on_a_standalone_cluster(pipeline, tmp_path):
+    settings, env = pipeline("cluster")
     master_port, master_ui, worker_ui = _free_ports(3)
     cluster = StandaloneCluster(tmp_path / "cluster", master_port, master_ui, worker_ui)
     now = datetime.now(timezone.utc).replace(tzinfo=None)

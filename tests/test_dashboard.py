@@ -18,11 +18,13 @@ import pandas as pd
 import pytest
 from sklearn.metrics import average_precision_score
 
+from fraud.clients.elasticsearch import elasticsearch_client
 from fraud.config import PROJECT_ROOT
 from fraud.dashboard.queries import average_precision
 from fraud.producer import Pace, replay
-from fraud.stack.elasticsearch import elasticsearch_client
-from streaming import StreamProcess, isolated_pipeline, mysql_count
+from fraud.testing.pipeline import StreamProcess, isolated_pipeline, mysql_count
+
+pytestmark = pytest.mark.services
 
 ARTIFACTS = PROJECT_ROOT / "test-artifacts"
 CHARTS = ["chart-rate", "chart-amount", "chart-hour", "chart-decisions", "chart-pr", "chart-scores",
@@ -83,24 +85,24 @@ def live(stack, data_dir, tmp_path_factory):
     history = pd.read_parquet(data_dir / "transactions.parquet")
     history = history[(history.TX_DATETIME >= "2018-06-01") & (history.TX_DATETIME < "2018-06-04")
                       & (history.CUSTOMER_ID % 4 == 0)]
-    settings, env = isolated_pipeline(stack, tmp, "dashboard")
-    stream = StreamProcess(env, tmp / "stream.log").start()
-    dashboard = None
-    try:
-        summary = replay(settings, history, Pace(rate=2000), delay_days=1, progress=False)
-        stream.wait_for(lambda: mysql_count(settings) == len(history), 600, "every transaction scored")
-        es = elasticsearch_client(settings)
+    with isolated_pipeline(stack, tmp, "dashboard") as (settings, env):
+        stream = StreamProcess(env, tmp / "stream.log").start()
+        dashboard = None
+        try:
+            summary = replay(settings, history, Pace(rate=2000), delay_days=1, progress=False)
+            stream.wait_for(lambda: mysql_count(settings) == len(history), 600, "every transaction scored")
+            es = elasticsearch_client(settings)
 
-        def labelled() -> int:
-            es.indices.refresh(index=settings.elasticsearch.index)
-            return es.count(index=settings.elasticsearch.index, query={"exists": {"field": "tx_fraud"}})["count"]
-        stream.wait_for(lambda: labelled() == summary["labels"], 300, "every label in Elasticsearch")
-        dashboard = Dashboard(env, tmp / "dashboard.log")
-        yield settings, env, dashboard, history
-    finally:
-        if dashboard is not None:
-            dashboard.stop()
-        assert stream.stop() == 0, stream.log_tail()
+            def labelled() -> int:
+                es.indices.refresh(index=settings.elasticsearch.index)
+                return es.count(index=settings.elasticsearch.index, query={"exists": {"field": "tx_fraud"}})["count"]
+            stream.wait_for(lambda: labelled() == summary["labels"], 300, "every label in Elasticsearch")
+            dashboard = Dashboard(env, tmp / "dashboard.log")
+            yield settings, env, dashboard, history
+        finally:
+            if dashboard is not None:
+                dashboard.stop()
+            assert stream.stop() == 0, stream.log_tail()
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +139,8 @@ def wait_until(condition, timeout: float, what: str):
 
 def chart_points(driver) -> dict[str, int]:
     return driver.execute_script(
-        "return Object.fromEntries(arguments[0].map(id => [id, Number(document.getElementById(id).dataset.points || 0)]))",
+        "return Object.fromEntries(arguments[0].map("
+        "id => [id, Number(document.getElementById(id).dataset.points || 0)]))",
         CHARTS)
 
 

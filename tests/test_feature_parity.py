@@ -14,8 +14,9 @@ import pandas as pd
 import pytest
 from pyspark.sql import functions as F
 
-from fraud.features import HANDBOOK_FEATURES, add_all_features
+from fraud.features import HANDBOOK_FEATURES
 from fraud.features_pandas import add_all_features_pandas
+from fraud.features_spark import add_all_features
 
 SLICE_START, SLICE_END = pd.Timestamp("2018-06-01"), pd.Timestamp("2018-07-16")  # [start, end): 45 days
 HISTORY_START = SLICE_START - pd.Timedelta(days=30 + 7)
@@ -27,7 +28,8 @@ TOLERANCE, MIN_MATCHING_SHARE = 1e-6, 0.9999
 def reference(data_dir) -> pd.DataFrame:
     """Published features of the slice's transactions (ids increase with time, so the slice is an id range)."""
     ids = pd.read_parquet(data_dir / "transactions.parquet", columns=["TRANSACTION_ID"],
-                          filters=[("TX_DATETIME", ">=", SLICE_START), ("TX_DATETIME", "<", SLICE_END)])["TRANSACTION_ID"]
+                          filters=[("TX_DATETIME", ">=", SLICE_START),
+                                   ("TX_DATETIME", "<", SLICE_END)])["TRANSACTION_ID"]
     return pd.read_parquet(data_dir / "reference_features.parquet", columns=["TRANSACTION_ID", *HANDBOOK_FEATURES],
                            filters=[("TRANSACTION_ID", ">=", ids.min()), ("TRANSACTION_ID", "<=", ids.max())])
 
@@ -39,7 +41,8 @@ def _assert_matches_reference(features: pd.DataFrame, reference: pd.DataFrame) -
     mismatches = {c: int((~np.isclose(both[c], both[f"{c}_REF"], rtol=0, atol=TOLERANCE)).sum())
                   for c in HANDBOOK_FEATURES}
     allowed = int(len(both) * (1 - MIN_MATCHING_SHARE))
-    assert max(mismatches.values()) <= allowed, f"mismatches per column over {len(both)} rows (allowed {allowed}): {mismatches}"
+    assert max(mismatches.values()) <= allowed, (
+        f"mismatches per column over {len(both)} rows (allowed {allowed}): {mismatches}")
 
 
 def test_spark_features_match_the_handbook_reference(spark, data_dir, reference):
@@ -47,7 +50,8 @@ def test_spark_features_match_the_handbook_reference(spark, data_dir, reference)
     def timestamp(ts):
         return F.lit(str(ts)).cast("timestamp_ntz")
     transactions = (spark.read.parquet(str(data_dir / "transactions.parquet")).select(*INPUT_COLUMNS)
-                    .where((F.col("TX_DATETIME") >= timestamp(HISTORY_START)) & (F.col("TX_DATETIME") < timestamp(SLICE_END))))
+                    .where((F.col("TX_DATETIME") >= timestamp(HISTORY_START))
+                           & (F.col("TX_DATETIME") < timestamp(SLICE_END))))
     features = (add_all_features(transactions).where(F.col("TX_DATETIME") >= timestamp(SLICE_START))
                 .select("TRANSACTION_ID", *HANDBOOK_FEATURES).toPandas())
     _assert_matches_reference(features, reference)

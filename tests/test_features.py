@@ -9,13 +9,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fraud.features import EXTRA_FEATURES, HANDBOOK_FEATURES, MODEL_FEATURES, add_all_features
+from fraud.features import EXTRA_FEATURES, HANDBOOK_FEATURES, MODEL_FEATURES
 from fraud.features_pandas import add_all_features_pandas
+from fraud.features_spark import add_all_features
+from fraud.testing.data import COLUMNS, random_transactions
 
-with mock.patch.object(np, "NaN", np.nan, create=True):  # pyspark.testing imports pyspark.pandas, which (3.5) still uses np.NaN
+# pyspark.testing imports pyspark.pandas, which (3.5) still uses np.NaN
+with mock.patch.object(np, "NaN", np.nan, create=True):
     from pyspark.testing import assertDataFrameEqual
 
-COLUMNS = ["TRANSACTION_ID", "TX_DATETIME", "CUSTOMER_ID", "TERMINAL_ID", "TX_AMOUNT", "TX_FRAUD"]
 SCHEMA = ("TRANSACTION_ID long, TX_DATETIME timestamp_ntz, CUSTOMER_ID long, TERMINAL_ID long, "
           "TX_AMOUNT double, TX_FRAUD long")
 
@@ -40,7 +42,8 @@ CUSTOMER_SPENDING = (
     + [f"CUSTOMER_ID_AMOUNT_RATIO_{w}DAY" for w in (1, 7, 30)],
     [(1, 1, 10, 1, 10, 1, 10, 1, 1, 1),
      (2, 2, 15, 2, 15, 2, 15, 20 / 15, 20 / 15, 20 / 15),
-     (3, 2, 25, 3, 20, 3, 20, 1.2, 1.5, 1.5),               # 1 day back is exactly tx 1: excluded; tx 4 (same second, later id) unseen
+     # 1 day back is exactly tx 1: excluded; tx 4 (same second, later id) unseen
+     (3, 2, 25, 3, 20, 3, 20, 1.2, 1.5, 1.5),
      (4, 3, 110 / 3, 4, 30, 4, 30, 60 / (110 / 3), 2, 2),  # sees tx 3 at the same second
      (5, 1, 40, 3, 130 / 3, 5, 32, 1, 40 / (130 / 3), 1.25),  # 7 days back is exactly tx 2: excluded
      (6, 1, 1000, 1, 1000, 1, 1000, 1, 1, 1),
@@ -78,7 +81,8 @@ CUSTOMER_BASELINE = (
      (2, 10 / 11, -1, 1, 0, 0),           # amounts 10, 30: mean 20, std 10
      (3, _zscore(40, [10, 30, 40]), 10, 4, 1, 1 / 2),  # 14 days back is exactly tx 1: in the baseline; tx 4 unseen
      (4, _zscore(50, [10, 30, 40, 50]), 10, 5, 2, 2 / 3),  # sees tx 3 at the same instant: 2 high of 3
-     (5, _zscore(60, [10, 30, 40, 50, 60]), 20, 3, 2, 2 / 3),  # tx 2 exactly 14 days back: in; ratio exactly 3: not high
+     # tx 2 exactly 14 days back: in; ratio exactly 3: not high
+     (5, _zscore(60, [10, 30, 40, 50, 60]), 20, 3, 2, 2 / 3),
      (6, 0, 45, 60 / 45, 0, 0),           # 60 days back is exactly tx 1: out of the baseline
      (7, 0, -1, 1, 0, 0),
      (8, 2.5 / 3.5, 0, 1, 0, 0)],         # baseline mean 0: ratio 1
@@ -125,26 +129,6 @@ CASES = {"calendar": CALENDAR, "customer_spending": CUSTOMER_SPENDING, "customer
          "terminal_fraud_recency": TERMINAL_FRAUD_RECENCY, "terminal_velocity": TERMINAL_VELOCITY}
 
 
-def _random_transactions(n: int = 4000, seed: int = 7, days: int = 75) -> pd.DataFrame:
-    """Random rows over 75 days (more than the 60-day baseline look-back) on a 5-minute grid (so windows often
-    end exactly on a transaction), with extra same-instant transactions of one customer; ids increase with time,
-    row order is shuffled."""
-    rng = np.random.default_rng(seed)
-    slots = rng.integers(0, days * 24 * 12, n)
-    customers, terminals = rng.integers(0, 20, n), rng.integers(0, 30, n)
-    twins = rng.choice(n, n // 20, replace=False)
-    slots[twins], customers[twins] = slots[twins - 1], customers[twins - 1]
-    pdf = pd.DataFrame({
-        "TX_DATETIME": pd.Timestamp("2018-04-01") + pd.to_timedelta(slots * 300, unit="s"),
-        "CUSTOMER_ID": customers,
-        "TERMINAL_ID": terminals,
-        "TX_AMOUNT": rng.gamma(2.0, 30.0, n).round(2),
-        "TX_FRAUD": (rng.random(n) < 0.1).astype("int64"),
-    }).sample(frac=1, random_state=seed)
-    pdf = pdf.sort_values("TX_DATETIME", kind="stable").assign(TRANSACTION_ID=np.arange(n))
-    return pdf[COLUMNS].sample(frac=1, random_state=seed + 1)
-
-
 def test_model_features_are_the_handbook_ones_then_the_extras():
     assert HANDBOOK_FEATURES[:2] == ["TX_DURING_WEEKEND", "TX_DURING_NIGHT"]
     assert HANDBOOK_FEATURES[2:4] == ["CUSTOMER_ID_NB_TX_1DAY_WINDOW", "CUSTOMER_ID_AVG_AMOUNT_1DAY_WINDOW"]
@@ -174,11 +158,12 @@ def test_spark_transform_on_inline_rows(spark, case):
 
 
 def test_labels_younger_than_the_delay_are_never_read():
-    pdf = _random_transactions()
+    pdf = random_transactions()
     recent = pdf["TX_DATETIME"] > pdf["TX_DATETIME"].max() - pd.Timedelta(days=7)
     assert recent.sum() > 100
     expected = add_all_features_pandas(pdf).drop(columns="TX_FRAUD")
-    for labels in (np.where(recent, 1 - pdf["TX_FRAUD"], pdf["TX_FRAUD"]), pdf["TX_FRAUD"].where(~recent)):  # flipped, unknown
+    flipped, unknown = np.where(recent, 1 - pdf["TX_FRAUD"], pdf["TX_FRAUD"]), pdf["TX_FRAUD"].where(~recent)
+    for labels in (flipped, unknown):
         pd.testing.assert_frame_equal(add_all_features_pandas(pdf.assign(TX_FRAUD=labels)).drop(columns="TX_FRAUD"),
                                       expected)
 
@@ -192,7 +177,7 @@ def test_a_delay_that_would_read_fresh_labels_is_refused(spark):
 
 
 def test_spark_and_pandas_agree_on_random_rows(spark):
-    pdf = _random_transactions()
+    pdf = random_transactions()
     customer_ties = pdf.duplicated(["CUSTOMER_ID", "TX_DATETIME"], keep=False).sum()
     terminal_ties = pdf.duplicated(["TERMINAL_ID", "TX_DATETIME"], keep=False).sum()
     assert customer_ties > 100 and terminal_ties > 10  # the tie rule is exercised

@@ -15,17 +15,14 @@ from pathlib import Path
 import nbformat
 import pandas as pd
 import pytest
-from confluent_kafka import Producer
-from confluent_kafka.admin import AdminClient
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
-from fraud.config import PROJECT_ROOT, Settings
+from fraud.clients.kafka import kafka_producer
+from fraud.config import PROJECT_ROOT
 from fraud.producer import Pace, load_history, replay
-from fraud.stack.elasticsearch import elasticsearch_client
-from fraud.stack.mariadb import admin_sql
-from streaming import StreamProcess, isolated_pipeline, mysql_count
-from test_validation import BROKEN
+from fraud.testing.data import BROKEN
+from fraud.testing.pipeline import StreamProcess, mysql_count
 
 NOTEBOOKS = PROJECT_ROOT / "notebooks"
 EXECUTED = PROJECT_ROOT / "test-artifacts" / "notebooks"
@@ -168,54 +165,38 @@ def test_training_falls_back_to_simulated_days_without_the_dataset(tmp_path):
     assert "2026-01-08T00:00:00" in split and "2026-01-17T00:00:00" in split  # train start, test start
 
 
-def _drop(settings: Settings) -> None:
-    """Remove an isolated pipeline's database, index and topics from the shared test stack."""
-    admin_sql(settings, f"DROP DATABASE IF EXISTS `{settings.mysql.database}`;")
-    es = elasticsearch_client(settings)
-    es.options(ignore_status=404).indices.delete(index=f"{settings.elasticsearch.index}-*")
-    es.options(ignore_status=404).indices.delete_index_template(name=settings.elasticsearch.index)
-    admin = AdminClient(settings.kafka.client_config())  # kept alive until the deletions are done
-    for done in admin.delete_topics(list(vars(settings.kafka.topics).values())).values():
-        done.result(30)
+@pytest.fixture()
+def empty_pipeline(pipeline):
+    _, env = pipeline("nb-empty")
+    return env
 
 
 @pytest.fixture()
-def empty_pipeline(stack, tmp_path):
-    settings, env = isolated_pipeline(stack, tmp_path, "nb-empty")
-    try:
-        yield env
-    finally:
-        _drop(settings)
-
-
-@pytest.fixture()
-def streamed_pipeline(stack, data_dir, tmp_path):
+def streamed_pipeline(pipeline, data_dir, tmp_path):
     """An isolated pipeline the real stream has filled: the broken records of test_validation (dead letters),
     then, once the stream is up, 1,500 transactions of 2018-08-01 replayed through Kafka over 7.5 s."""
-    settings, env = isolated_pipeline(stack, tmp_path, "nb-stream")
+    settings, env = pipeline("nb-stream")
+    broken = [value for value, _ in BROKEN if b"2027-01-01" not in (value or b"")]  # not a time bomb
+    history = load_history(data_dir / "transactions.parquet", "2018-08-01").head(1500)
+    stream = StreamProcess(env, tmp_path / "stream.log").start()
     try:
-        broken = [value for value, _ in BROKEN if b"2027-01-01" not in (value or b"")]  # not a time bomb
-        history = load_history(data_dir / "transactions.parquet", "2018-08-01").head(1500)
-        stream = StreamProcess(env, tmp_path / "stream.log").start()
-        try:
-            producer = Producer(settings.kafka.client_config())
-            for offset, value in enumerate(broken):
-                producer.produce(settings.kafka.topics.raw, key=str(offset), value=value)
-            assert producer.flush(30) == 0
-            stream.wait_for(lambda: mysql_count(settings, "dead_letters") == len(broken), 300, "the dead letters")
-            replay(settings, history, Pace(rate=200), progress=False)  # live traffic: latency is the stream's own
-            stream.wait_for(lambda: mysql_count(settings) == len(history), 300, "every transaction scored")
-        finally:
-            stopped = stream.stop()
-        assert stopped == 0, stream.log_tail()
-        yield settings, env
+        producer = kafka_producer(settings)
+        for offset, value in enumerate(broken):
+            producer.produce(settings.kafka.topics.raw, key=str(offset), value=value)
+        assert producer.flush(30) == 0
+        stream.wait_for(lambda: mysql_count(settings, "dead_letters") == len(broken), 300, "the dead letters")
+        replay(settings, history, Pace(rate=200), progress=False)  # live traffic: latency is the stream's own
+        stream.wait_for(lambda: mysql_count(settings) == len(history), 300, "every transaction scored")
     finally:
-        _drop(settings)
+        stopped = stream.stop()
+    assert stopped == 0, stream.log_tail()
+    return settings, env
 
 
 @pytest.mark.services
 def test_stream_monitoring_says_so_when_the_tables_are_empty(empty_pipeline):
-    notebook = run_notebook(NOTEBOOKS / "03-stream-monitoring.ipynb", empty_pipeline, "03-stream-monitoring-empty.ipynb")
+    notebook = run_notebook(NOTEBOOKS / "03-stream-monitoring.ipynb", empty_pipeline,
+                            "03-stream-monitoring-empty.ipynb")
     assert "scored_transactions is empty" in text(notebook, "decisions")
     assert "Nothing scored: no latency to show" in text(notebook, "latency")
     assert "holds no scored document yet" in text(notebook, "elasticsearch")

@@ -8,11 +8,11 @@ import pandas as pd
 import pytest
 from confluent_kafka import Producer
 
+from fraud.clients.kafka import read_topic, topic_end_offsets
 from fraud.producer import Pace, labels_still_due, load_history, replay
 from fraud.roundtrip import new_first_id, produce_events, synthetic_events
 from fraud.run import last_produced
 from fraud.simulator import SCENARIOS, Simulator
-from fraud.topics import read_topic, topic_end_offsets
 
 pytestmark = pytest.mark.services
 

@@ -8,13 +8,20 @@ from datetime import datetime, timezone
 import pytest
 from pyspark.sql import functions as F
 
-from fraud.roundtrip import (count_in_sinks, new_first_id, parse_transactions, produce_events,
-                             run_roundtrip, synthetic_events, write_all_sinks)
+from fraud.clients.elasticsearch import elasticsearch_client
+from fraud.clients.kafka import read_topic, topic_end_offsets
+from fraud.clients.mysql import connect
+from fraud.roundtrip import (
+    count_in_sinks,
+    new_first_id,
+    parse_transactions,
+    produce_events,
+    run_roundtrip,
+    synthetic_events,
+    write_all_sinks,
+)
 from fraud.schemas import FEATURES_COLUMN
 from fraud.scoring import FEATURES_TYPE
-from fraud.stack.elasticsearch import elasticsearch_client
-from fraud.stack.mariadb import connect
-from fraud.topics import read_topic, topic_end_offsets
 
 pytestmark = pytest.mark.services
 EVENTS = 1000

@@ -10,11 +10,11 @@ import sys
 import pytest
 from confluent_kafka import Producer
 
+from fraud.clients.elasticsearch import elasticsearch_client
+from fraud.clients.kafka import read_topic
+from fraud.clients.mysql import connect
 from fraud.config import PROJECT_ROOT, load_settings
-from fraud.stack.elasticsearch import elasticsearch_client
-from fraud.stack.mariadb import connect
 from fraud.stack.process import port_open
-from fraud.topics import read_topic
 
 pytestmark = pytest.mark.services
 

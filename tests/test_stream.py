@@ -4,21 +4,28 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from pathlib import Path
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from confluent_kafka import Producer
 from pyspark.sql import functions as F
 
 from fraud.backfill import backfill
+from fraud.clients.mysql import connect
 from fraud.features import EXTRA_FEATURES, HANDBOOK_FEATURES
 from fraud.producer import Pace, load_history, replay
-from fraud.stack.mariadb import connect
+from fraud.testing.data import BROKEN, shown
+from fraud.testing.pipeline import (
+    DEFAULT_MODEL,
+    StreamProcess,
+    delta_ids,
+    es_ids,
+    mysql_count,
+    mysql_scored,
+    topic_records,
+)
 from training.artifacts import METADATA_FILE
-from streaming import (DEFAULT_MODEL, StreamProcess, delta_ids, es_ids, isolated_pipeline, mysql_count,
-                       mysql_scored, topic_records)
-from test_validation import BROKEN, shown
 
 pytestmark = pytest.mark.services
 
@@ -41,8 +48,8 @@ def _send_aborted(settings, topic: str, values: list[bytes]) -> None:
     producer.abort_transaction(30)
 
 
-def test_broken_records_go_to_the_dead_letters_and_the_query_keeps_scoring(stack, spark, tmp_path):
-    settings, env = isolated_pipeline(stack, tmp_path, "badinput")
+def test_broken_records_go_to_the_dead_letters_and_the_query_keeps_scoring(pipeline, spark, tmp_path):
+    settings, env = pipeline("badinput")
     now = datetime.now(timezone.utc).replace(tzinfo=None)
     valid = [json.dumps({"transaction_id": 900_000 + i, "tx_datetime": (now - timedelta(minutes=30 - i)).isoformat(),
                          "customer_id": i % 5, "terminal_id": i % 3, "tx_amount": 10.0 + i,
@@ -113,8 +120,8 @@ def _transactions(first_id: int, count: int) -> list[bytes]:
             for i in range(count)]
 
 
-def test_a_model_published_while_running_scores_the_next_micro_batches(stack, tmp_path):
-    settings, env = isolated_pipeline(stack, tmp_path, "reload")
+def test_a_model_published_while_running_scores_the_next_micro_batches(pipeline, tmp_path):
+    settings, env = pipeline("reload")
     models = tmp_path / "models"
     shutil.copytree(DEFAULT_MODEL, models / "first")
     stream = StreamProcess(env, tmp_path / "stream.log", "--model", str(models)).start()
@@ -147,10 +154,10 @@ def slice_45_days(data_dir, tmp_path_factory):
     return path, history
 
 
-def test_stream_features_and_scores_equal_the_backfill_over_45_days(stack, spark, slice_45_days, tmp_path):
+def test_stream_features_and_scores_equal_the_backfill_over_45_days(pipeline, spark, slice_45_days, tmp_path):
     path, history = slice_45_days
     # one partition: delivery in the order sent (with several, Kafka orders records within a partition only)
-    settings, env = isolated_pipeline(stack, tmp_path, "parity", FRAUD_KAFKA_PARTITIONS="1")
+    settings, env = pipeline("parity", FRAUD_KAFKA_PARTITIONS="1")
     stream = StreamProcess(env, tmp_path / "stream.log").start()
     try:  # paced like live traffic: the stream reads it in many micro-batches, the state carries over
         summary = replay(settings, history, Pace(rate=1000), progress=False)

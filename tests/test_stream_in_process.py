@@ -10,8 +10,8 @@ from fraud.features_pandas import add_all_features_pandas
 from fraud.producer import label_message, transaction_message
 from fraud.stream.store import StateMismatchError
 from fraud.stream.warm_start import warm_start
-from inprocess import DEFAULT_MODEL, InProcessStream
-from test_features import _random_transactions
+from fraud.testing.data import random_transactions
+from fraud.testing.inprocess import DEFAULT_MODEL, InProcessStream
 from training.artifacts import load_model
 from udfs.scoring import score_features
 
@@ -53,7 +53,7 @@ def published_features(stream: InProcessStream) -> pd.DataFrame:
 
 
 def test_streamed_features_and_scores_equal_the_batch_ones(stream):
-    transactions = _random_transactions(n=2500, days=100)
+    transactions = random_transactions(n=2500, days=100)
     send_in_order(stream.start(), transactions, batches=12)
     streamed = published_features(stream)
     expected = add_all_features_pandas(transactions, DELAY_DAYS).set_index("TRANSACTION_ID")
@@ -67,7 +67,7 @@ def test_streamed_features_and_scores_equal_the_batch_ones(stream):
 
 
 def test_a_micro_batch_replayed_after_a_crash_publishes_the_same_records(stream):
-    transactions = _random_transactions(n=600, days=20)
+    transactions = random_transactions(n=600, days=20)
     send_in_order(stream.start(), transactions, batches=3)
     first = list(stream.published)
     stream.stop()
@@ -135,7 +135,7 @@ def test_a_transaction_id_is_decided_once_however_late_it_comes_again(stream):
 def test_a_warm_started_stream_scores_its_first_transactions_with_their_full_history(spark, stream, tmp_path):
     """Seeded from the first 80 days, the stream's features of the next 20 equal the batch features over all 100;
     without the seed they would not (the cards and terminals would start empty)."""
-    transactions = _random_transactions(n=3000, days=100).sort_values(["TX_DATETIME", "TRANSACTION_ID"])
+    transactions = random_transactions(n=3000, days=100).sort_values(["TX_DATETIME", "TRANSACTION_ID"])
     cut = transactions.TX_DATETIME.min() + pd.Timedelta(days=80)
     history, later = transactions[transactions.TX_DATETIME < cut], transactions[transactions.TX_DATETIME >= cut]
     history.to_parquet(tmp_path / "history.parquet", index=False, coerce_timestamps="us")  # what Spark 3.5 reads

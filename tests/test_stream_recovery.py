@@ -10,11 +10,19 @@ from collections import defaultdict
 
 import pytest
 
+from fraud.clients.elasticsearch import elasticsearch_client
+from fraud.clients.kafka import topic_end_offsets
 from fraud.producer import Pace, load_history, replay
-from fraud.topics import topic_end_offsets
-from fraud.stack.elasticsearch import elasticsearch_client
-from streaming import (StreamProcess, delta_ids, es_ids, isolated_pipeline, mysql_count, mysql_scored,
-                       restart_after, service_down, topic_records)
+from fraud.testing.pipeline import (
+    StreamProcess,
+    delta_ids,
+    es_ids,
+    mysql_count,
+    mysql_scored,
+    restart_after,
+    service_down,
+    topic_records,
+)
 
 pytestmark = pytest.mark.services
 
@@ -50,8 +58,8 @@ def _assert_exactly_once_everywhere(spark, settings, expected: list[int]) -> Non
     assert all(len(copies) == 1 for copies in by_id.values()), "a repeated result differs from the first"
 
 
-def test_kill_9_twice_loses_and_duplicates_nothing(stack, spark, history, tmp_path):
-    settings, env = isolated_pipeline(stack, tmp_path, "crash")
+def test_kill_9_twice_loses_and_duplicates_nothing(pipeline, spark, history, tmp_path):
+    settings, env = pipeline("crash")
     seed = random.randrange(1 << 30)
     rng = random.Random(seed)
     print(f"kill moments drawn with seed {seed}")
@@ -75,8 +83,8 @@ def test_kill_9_twice_loses_and_duplicates_nothing(stack, spark, history, tmp_pa
 
 
 @pytest.mark.parametrize("service", ["elasticsearch", "mariadb"])
-def test_a_sink_down_for_30_seconds_loses_and_duplicates_nothing(stack, spark, history, tmp_path, service):
-    settings, env = isolated_pipeline(stack, tmp_path, f"outage-{service}")
+def test_a_sink_down_for_30_seconds_loses_and_duplicates_nothing(pipeline, stack, spark, history, tmp_path, service):
+    settings, env = pipeline(f"outage-{service}")
     frame = history.iloc[:6000]
     stream = StreamProcess(env, tmp_path / "stream.log").start()
     producer = _produce_in_background(settings, frame, rate=50)  # 120 s: the outage comes while it sends
@@ -93,8 +101,9 @@ def test_a_sink_down_for_30_seconds_loses_and_duplicates_nothing(stack, spark, h
     _assert_exactly_once_everywhere(spark, settings, list(frame.TRANSACTION_ID))
 
 
-def test_sigterm_while_a_sink_is_retried_stops_the_stream_and_the_batch_is_redone(stack, spark, history, tmp_path):
-    settings, env = isolated_pipeline(stack, tmp_path, "stop-retrying")
+def test_sigterm_while_a_sink_is_retried_stops_the_stream_and_the_batch_is_redone(pipeline, stack, spark, history,
+                                                                                   tmp_path):
+    settings, env = pipeline("stop-retrying")
     frame = history.iloc[:400]
     stream = StreamProcess(env, tmp_path / "stream.log").start()
     try:
@@ -122,8 +131,8 @@ def test_sigterm_while_a_sink_is_retried_stops_the_stream_and_the_batch_is_redon
     _assert_exactly_once_everywhere(spark, settings, list(frame.TRANSACTION_ID))
 
 
-def test_an_index_that_refuses_writes_stops_the_stream_once_naming_the_cause(stack, spark, history, tmp_path):
-    settings, env = isolated_pipeline(stack, tmp_path, "read-only")
+def test_an_index_that_refuses_writes_stops_the_stream_once_naming_the_cause(pipeline, spark, history, tmp_path):
+    settings, env = pipeline("read-only")
     frame = history.iloc[:300]
     es = elasticsearch_client(settings)
     es.indices.put_settings(index=settings.elasticsearch.index, settings={"index.blocks.write": True})

@@ -7,9 +7,17 @@ import pytest
 
 from fraud.features import CUSTOMER_FEATURES, DAY_US, EXTRA_FEATURES, HANDBOOK_FEATURES, TERMINAL_FEATURES
 from fraud.features_pandas import add_all_features_pandas
-from fraud.stream.state import (CARD, ROW_COLUMNS, TERMINAL, card_reach_us, card_step, decode, repeated_ids,
-                                terminal_step)
-from test_features import _random_transactions
+from fraud.stream.state import (
+    CARD,
+    ROW_COLUMNS,
+    TERMINAL,
+    card_reach_us,
+    card_step,
+    decode,
+    repeated_ids,
+    terminal_step,
+)
+from fraud.testing.data import random_transactions
 
 DELAY_DAYS = 7
 STREAM_FEATURES = [f for f in [*HANDBOOK_FEATURES, *EXTRA_FEATURES] if not f.startswith("TX_DURING")]
@@ -86,7 +94,7 @@ def assert_same_features(stream: pd.DataFrame, expected: pd.DataFrame, atol: flo
 
 @pytest.fixture(scope="module")
 def transactions() -> pd.DataFrame:
-    return _random_transactions(n=3000, days=100).sort_values("TRANSACTION_ID", ignore_index=True)
+    return random_transactions(n=3000, days=100).sort_values("TRANSACTION_ID", ignore_index=True)
 
 
 @pytest.fixture(scope="module")
@@ -164,7 +172,8 @@ def test_the_reported_contamination_case_is_gone():
     for w in (1, 7, 30):
         assert list(streamed[f"CUSTOMER_ID_AVG_AMOUNT_{w}DAY_WINDOW"]) == [10.0, 15.0, 30.0]
     zscores = streamed["CUSTOMER_ID_AMOUNT_ZSCORE_30DAY"].to_numpy()
-    np.testing.assert_allclose(zscores, [0.0, 5 / 6, 30 / (np.sqrt(((10 - 30) ** 2 + (20 - 30) ** 2 + 30 ** 2) / 3) + 1)])
+    third = 30 / (np.sqrt(((10 - 30) ** 2 + (20 - 30) ** 2 + 30 ** 2) / 3) + 1)
+    np.testing.assert_allclose(zscores, [0.0, 5 / 6, third])
     assert round(zscores[1], 2) == 0.83 and round(zscores[2], 2) == 1.33
 
 

@@ -68,7 +68,7 @@ def test_a_failed_batch_leaves_nothing_behind(tmp_path):
         with shard_batch(path, "query-1", 1, 2) as store:
             store.get(["a"])
             store.put({"a": KeyUpdate(b"broken", 1, 1)})
-            1 / 0
+            1 / 0  # noqa: B018  (the batch fails)
     assert _write(path, 1, {"a": b"a1"}) == {"a": b"a0"}
 
 

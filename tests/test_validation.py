@@ -3,72 +3,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 
 from pyspark.sql import functions as F
 
-from fraud.validation import MAX_PAYLOAD_BYTES, validate_records
-
-NOT_ISO = "tx_datetime is not an ISO-8601 date-time with seconds (and Z or a numeric offset, or none for UTC)"
-OUT_OF_RANGE = "tx_datetime is outside 1900-01-01 to 9999-12-31 (UTC), what the sinks store"
-
-VALID = {"transaction_id": 7, "tx_datetime": "2018-04-01T00:00:31", "customer_id": 596, "terminal_id": 3156,
-         "tx_amount": 57.16}
-
-
-def utc_us(*moment: int) -> int:
-    """µs since the epoch of a UTC date-time given as datetime's arguments."""
-    return (datetime(*moment, tzinfo=timezone.utc) - datetime(1970, 1, 1, tzinfo=timezone.utc)) // timedelta(
-        microseconds=1)
-
-
-def shown(value: bytes | str | None) -> str | None:
-    """A payload as text, each run of bytes that is not UTF-8 as one U+FFFD (Java's decoder and Python's may split
-    such a run into a different number of them): compare ``shown(sent) == shown(dead letter's payload)``."""
-    text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
-    return None if text is None else re.sub("\ufffd+", "\ufffd", text)
-
-
-def variant(**changes) -> bytes:
-    message = {**VALID, **changes}
-    return json.dumps({k: v for k, v in message.items() if v is not ...}, allow_nan=True).encode()
-
-
-BROKEN = [
-    (b"", "empty payload"),
-    (None, "empty payload"),
-    (b"{" + b" " * MAX_PAYLOAD_BYTES + b"}", f"payload of {MAX_PAYLOAD_BYTES + 2} bytes exceeds {MAX_PAYLOAD_BYTES}"),
-    (b'{"transaction_id": 7, "x": "\xff\xfe"}', "payload is not valid UTF-8"),
-    (b'{"transaction_id": 7, "x": "\xed\xa0\x80"}', "payload is not valid UTF-8"),  # an encoded UTF-16 surrogate
-    (b'{"transaction_id": 7, "x": "\xc0\xaf"}', "payload is not valid UTF-8"),  # an overlong encoding of "/"
-    (b"[1, 2, 3]", "payload is not a JSON object"),
-    (b"null", "payload is not a JSON object"),
-    (b'{"transaction_id": 7, "tx_amount": ', "malformed JSON"),
-    (variant(transaction_id=...), "missing transaction_id"),
-    (variant(transaction_id="abc"), "transaction_id is not an integer"),
-    (variant(transaction_id=12.5), "transaction_id is not an integer"),
-    (variant(transaction_id=10**20), "transaction_id is not an integer"),
-    (variant(tx_datetime=...), "missing tx_datetime"),
-    (variant(customer_id=...), "missing customer_id"),
-    (variant(customer_id=-3), "customer_id is negative"),
-    (variant(terminal_id=2 ** 53 + 1), "terminal_id is above 2^53 (not exact as a JSON number)"),
-    (variant(terminal_id="T-1"), "terminal_id is not an integer"),
-    (variant(tx_amount=...), "missing tx_amount"),
-    (variant(tx_amount="57.16"), "tx_amount is not a number"),
-    (variant(tx_amount=-1.0), "tx_amount is negative"),
-    (variant(tx_amount=float("nan")), "tx_amount is not finite"),
-    (variant(tx_amount=float("inf")), "tx_amount is not finite"),
-    (variant(tx_datetime="yesterday"), NOT_ISO),
-    (variant(tx_datetime="2018-11-04T01:30:00 America/New_York"), NOT_ISO),  # ambiguous: DST ends at 02:00
-    (variant(tx_datetime="2018-03-11T02:30:00 America/New_York"), NOT_ISO),  # no such local time
-    (variant(tx_datetime="2018-04-01"), NOT_ISO),
-    (variant(tx_datetime="2018-04-01T00:00Z"), NOT_ISO),
-    (variant(tx_datetime="2018-02-30T00:00:00Z"), NOT_ISO),
-    (variant(tx_datetime="0001-01-01T00:00:00Z"), OUT_OF_RANGE),
-    (variant(tx_datetime="1899-12-31T23:59:59Z"), OUT_OF_RANGE),
-    (variant(tx_datetime="2027-01-01T00:00:00"), "tx_datetime is more than 1 day ahead of its Kafka timestamp"),
-]
+from fraud.testing.data import BROKEN, VALID, shown, utc_us, variant
+from fraud.validation import validate_records
 
 
 def test_broken_records_get_their_reason_and_valid_ones_pass_interleaved(spark):

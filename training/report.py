@@ -57,7 +57,8 @@ def write_report(model_dir: Path, artifact: ModelArtifact, test: pd.DataFrame, s
     decisions = decide(scores, review, block)
     fig = Figure(figsize=(10, 4.2))
     axes = fig.subplots(1, 2)
-    for ax, (name, flagged) in zip(axes, (("review or block", decisions != "approve"), ("block", decisions == "block"))):
+    flagged_by = (("review or block", decisions != "approve"), ("block", decisions == "block"))
+    for ax, (name, flagged) in zip(axes, flagged_by):
         ConfusionMatrixDisplay(confusion_matrix(labels, flagged.astype(int), labels=[0, 1]),
                                display_labels=["legit", "fraud"]).plot(ax=ax, colorbar=False, values_format="d")
         ax.set(title=f"Flagged = {name}", xlabel="decision", ylabel="label")

@@ -19,13 +19,14 @@ from pyspark.sql import functions as F
 from sklearn.base import ClassifierMixin, clone
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 
-from fraud.features import HANDBOOK_FEATURES, MODEL_FEATURES, add_all_features, lookback_days
+from fraud.features import HANDBOOK_FEATURES, MODEL_FEATURES, lookback_days
+from fraud.features_spark import add_all_features
 from fraud.io import read_transactions
 from training.artifacts import ModelArtifact, fingerprint, library_versions, load_model, model_inputs, save_model
 from training.metrics import quality
 from training.protocol import Split, handbook_test_set, training_set
+from training.reasons import reason_limits
 from training.thresholds import choose_thresholds
-from udfs.scoring import reason_limits
 
 log = logging.getLogger(__name__)
 

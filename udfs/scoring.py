@@ -10,50 +10,16 @@ from __future__ import annotations
 
 from typing import Iterator
 
-import numpy as np
 import pandas as pd
 from pyspark.sql import Column, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.functions import pandas_udf
 
 from training.artifacts import ModelArtifact, model_inputs
+from training.reasons import reason_codes
 from training.thresholds import decide
 
 SCORE_TYPE = "fraud_score double, decision string, reason_codes string, model_version string"
-
-# feature -> (direction, sentence); a reason is given when a value is beyond what
-# 99% of legitimate training transactions show (metadata "reason_limits")
-REASONS = {
-    "TX_AMOUNT": (1, "amount {value:.2f} above {limit:.2f} (99% of legitimate amounts)"),
-    "CUSTOMER_ID_AMOUNT_RATIO_30DAY": (1, "amount {value:.1f}x the card's 30-day average"),
-    "CUSTOMER_ID_AMOUNT_RATIO_7DAY": (1, "amount {value:.1f}x the card's 7-day average"),
-    "TERMINAL_ID_RISK_7DAY_WINDOW": (1, "terminal fraud rate {value:.0%} in the week before the label delay"),
-    "TERMINAL_ID_RISK_30DAY_WINDOW": (1, "terminal fraud rate {value:.0%} in the 30 days before the label delay"),
-    "CUSTOMER_ID_NB_TX_1HOUR_WINDOW": (1, "{value:.0f} transactions on the card within an hour"),
-    "TERMINAL_ID_NB_TX_1HOUR_WINDOW": (1, "{value:.0f} transactions at the terminal within an hour"),
-    "CUSTOMER_ID_NB_TX_1DAY_WINDOW": (1, "{value:.0f} transactions on the card within a day"),
-}
-MAX_REASONS = 3
-
-
-def reason_limits(legitimate: pd.DataFrame) -> dict[str, float]:
-    """The 99th percentile of each reason feature among legitimate training transactions."""
-    return {name: float(legitimate[name].quantile(0.99)) for name in REASONS if name in legitimate}
-
-
-def reason_codes(features: pd.DataFrame, limits: dict[str, float]) -> pd.Series:
-    """Up to MAX_REASONS readable signals per row, the most extreme first, '; '-separated."""
-    names = list(limits)
-    values = features[names].to_numpy(dtype=float)
-    bounds = np.array([limits[name] for name in names], dtype=float)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        excess = np.where(bounds > 0, values / bounds, values * np.inf)  # any positive value beyond a 0 limit
-    excess = np.where(excess > 1, excess, -np.inf)  # not beyond (or NaN): no reason
-    top = np.argsort(-excess, axis=1, kind="stable")[:, :MAX_REASONS]
-    return pd.Series(["; ".join(REASONS[names[j]][1].format(value=values[row, j], limit=bounds[j])
-                                for j in columns if excess[row, j] > 1)
-                      for row, columns in enumerate(top)], index=features.index, dtype="object")
-
 
 def score_features(artifact: ModelArtifact, features: pd.DataFrame) -> pd.DataFrame:
     """Score feature rows: probability of fraud, decision at the model's thresholds, reasons, version."""

@@ -16,9 +16,9 @@ from typing import Callable
 from elasticsearch import Elasticsearch
 from flask import Flask, jsonify, render_template, request
 
+from fraud.clients.elasticsearch import elasticsearch_client
 from fraud.config import Settings
 from fraud.dashboard import queries
-from fraud.stack.elasticsearch import elasticsearch_client
 
 log = logging.getLogger(__name__)
 REQUEST_TIMEOUT_S = 5

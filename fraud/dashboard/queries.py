@@ -15,9 +15,9 @@ from datetime import datetime, timedelta, timezone
 import pandas as pd
 from elasticsearch import Elasticsearch
 
+from fraud.clients.elasticsearch import SCORED
+from fraud.clients.mysql import connect
 from fraud.config import Settings
-from fraud.stack.elasticsearch import SCORED
-from fraud.stack.mariadb import connect
 
 LABELLED = [SCORED, {"exists": {"field": "tx_fraud"}}]
 FLAGGED = {"terms": {"decision": ["review", "block"]}}

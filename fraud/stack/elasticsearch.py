@@ -17,24 +17,12 @@ import urllib.request
 from pathlib import Path
 from string import Template
 
-from elasticsearch import Elasticsearch
-
 from fraud.config import CONF_DIR, ElasticsearchConf, Settings
 from fraud.jvm import JARS_DIR, MissingJarsError, java_executable
 from fraud.stack.process import ManagedProcess, ServiceError
 
 ES_HOME = JARS_DIR / "elasticsearch"
 RUN_AS_USER = "fraud-es"
-# the query filter of scored documents: a label can create its transaction's document before the score arrives
-SCORED = {"exists": {"field": "decision"}}
-
-
-def elasticsearch_client(settings: Settings) -> Elasticsearch:
-    conf = settings.elasticsearch
-    return Elasticsearch(conf.url, request_timeout=30,
-                         basic_auth=(conf.username, conf.password) if conf.username else None)
-
-
 def elasticsearch_process(settings: Settings) -> ManagedProcess:
     conf = settings.elasticsearch
     return ManagedProcess(

@@ -7,8 +7,8 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
+from fraud.bootstrap import bootstrap
 from fraud.config import Settings
-from fraud.stack.bootstrap import bootstrap
 from fraud.stack.elasticsearch import elasticsearch_process, start_elasticsearch
 from fraud.stack.kafka import kafka_process, start_kafka
 from fraud.stack.mariadb import admin_sql, mariadb_process, start_mariadb

@@ -13,8 +13,6 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import mysql.connector
-
 from fraud.config import Settings
 from fraud.stack.process import ManagedProcess, ServiceError
 
@@ -69,10 +67,3 @@ def admin_sql(settings: Settings, sql: str) -> str:
     if result.returncode != 0:
         raise ServiceError(f"mariadb admin SQL failed: {result.stderr.strip()}")
     return result.stdout
-
-
-def connect(settings: Settings, database: str | None = None, **options):
-    """A mysql-connector connection as the application user (``options``: e.g. ``connection_timeout``)."""
-    conf = settings.mysql
-    return mysql.connector.connect(host=conf.host, port=conf.port, user=conf.user, password=conf.password,
-                                   database=database or conf.database, autocommit=True, **options)

@@ -37,11 +37,20 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import DoubleType, StructField, StructType
 
 from fraud.config import Settings
-from fraud.features import CUSTOMER_FEATURES, DAY_US, TERMINAL_FEATURES, add_calendar_features
+from fraud.features import CUSTOMER_FEATURES, DAY_US, TERMINAL_FEATURES
+from fraud.features_spark import add_calendar_features
 from fraud.schemas import FEATURES_COLUMN, JSON_OPTIONS, SCORED_ROW
 from fraud.scoring import scored_columns
-from fraud.stream.state import (CARD, FEATURES, TERMINAL, card_reach_us, card_step, repeated_ids, terminal_reach_us,
-                                terminal_step)
+from fraud.stream.state import (
+    CARD,
+    FEATURES,
+    TERMINAL,
+    card_reach_us,
+    card_step,
+    repeated_ids,
+    terminal_reach_us,
+    terminal_step,
+)
 from fraud.stream.store import shard_batch, shard_path
 from fraud.validation import in_sink_range, validate_records
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from pyspark.sql.streaming import StreamingQueryListener
 
+from fraud.clients.mysql import connect
 from fraud.config import Settings
-from fraud.stack.mariadb import connect
 from fraud.stream.store import StateSize, state_size
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,8 @@ class ProgressToMysql(StreamingQueryListener):
             row = progress_row(event.progress, state_size(folder) if folder else None)
             updates = ", ".join(f"{c} = VALUES({c})" for c in COLUMNS[2:])
             with connect(self.settings) as conn, conn.cursor() as cur:
-                cur.execute(f"INSERT INTO stream_progress ({', '.join(COLUMNS)}) VALUES ({', '.join(['%s'] * len(COLUMNS))}) "
+                cur.execute(f"INSERT INTO stream_progress ({', '.join(COLUMNS)}) "
+                            f"VALUES ({', '.join(['%s'] * len(COLUMNS))}) "
                             f"ON DUPLICATE KEY UPDATE {updates}", row)
         except Exception as exc:  # noqa: BLE001 - monitoring must never stop the stream
             log.warning("stream progress not recorded: %s", str(exc).splitlines()[0] if str(exc) else exc)

@@ -284,7 +284,8 @@ def terminal_step(rows: pd.DataFrame, stored: Mapping[str, bytes], batch_id: int
     history, owner, pending = _histories(keys, stored, TERMINAL)
     transactions = rows[~is_label]
     new = np.zeros(len(transactions), TERMINAL_HISTORY)
-    new["time"], new["id"], new["fraud"] = transactions["event_us"].to_numpy(), transactions["id_hash"].to_numpy(), np.nan
+    new["time"], new["id"] = transactions["event_us"].to_numpy(), transactions["id_hash"].to_numpy()
+    new["fraud"] = np.nan
     new_owner = owner_rows[~is_label]
     for owner_index in np.unique(new_owner):  # labels that came before their transaction
         waiting = pending[owner_index]

@@ -28,8 +28,15 @@ from fraud.features_pandas import customer_features
 from fraud.io import read_transactions
 from fraud.stream.decisions import keyed_by
 from fraud.stream.queries import state_folder
-from fraud.stream.state import (CARD, CARD_HISTORY, TERMINAL, TERMINAL_HISTORY, card_reach_us, key_updates,
-                                terminal_reach_us)
+from fraud.stream.state import (
+    CARD,
+    CARD_HISTORY,
+    TERMINAL,
+    TERMINAL_HISTORY,
+    card_reach_us,
+    key_updates,
+    terminal_reach_us,
+)
 from fraud.stream.store import StateMismatchError, shard_batch, shard_path, state_size
 
 log = logging.getLogger(__name__)

@@ -1,5 +1,6 @@
-"""Helpers of the streaming tests: an isolated pipeline on the test stack, the stream as a real process,
-and readers of every sink."""
+"""An isolated pipeline on the test stack (own topics, MySQL database, Elasticsearch index, Delta folder and
+checkpoints; removed afterwards), the stream as a real process, and readers of every sink: what the streaming tests
+and the benchmarks run on."""
 from __future__ import annotations
 
 import os
@@ -12,32 +13,51 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
-from conftest import TEST_ENV, stack_settings
+from fraud.bootstrap import bootstrap
+from fraud.clients.elasticsearch import elasticsearch_client
+from fraud.clients.kafka import kafka_admin, read_topic
+from fraud.clients.mysql import connect
 from fraud.config import PROJECT_ROOT, Settings
-from fraud.stack.bootstrap import bootstrap
-from fraud.stack.elasticsearch import elasticsearch_client
 from fraud.stack.manager import SERVICES, create_database_and_user
-from fraud.stack.mariadb import connect
-from fraud.topics import read_topic
+from fraud.stack.mariadb import admin_sql
+from fraud.testing.stack import TEST_ENV, stack_settings
 
 DEFAULT_MODEL = PROJECT_ROOT / "models" / "default"
 
 
-def isolated_pipeline(stack: Settings, tmp_path: Path, name: str, **overrides: str) -> tuple[Settings, dict[str, str]]:
+@contextmanager
+def isolated_pipeline(stack: Settings, folder: Path, name: str,
+                      **overrides: str) -> Iterator[tuple[Settings, dict[str, str]]]:
     """Settings (and the environment that gives them to a subprocess) with their own topics, MySQL database,
-    Elasticsearch index, Delta folder and checkpoints on the running test stack; ``overrides``: more FRAUD_*
-    variables (FRAUD_KAFKA_PARTITIONS=1, say)."""
+    Elasticsearch index, and Delta folder and checkpoints under ``folder``, on the running test stack; removed
+    (``discard``) when the block ends: stop any stream on it first. ``overrides``: more FRAUD_* variables
+    (FRAUD_KAFKA_PARTITIONS=1, say)."""
     tag = f"{name}-{uuid.uuid4().hex[:6]}".lower()
     env = {**TEST_ENV, "FRAUD_MYSQL_PASSWORD": stack.mysql.password,
            **{f"FRAUD_KAFKA_TOPICS_{kind.upper()}": f"{tag}.{kind}" for kind in ("raw", "labels", "scored",
                                                                                   "deadletter")},
            "FRAUD_MYSQL_DATABASE": f"fraud_{tag.replace('-', '_')}", "FRAUD_ELASTICSEARCH_INDEX": f"scored-{tag}",
-           "FRAUD_DELTA_DIR": str(tmp_path / "delta"), "FRAUD_STREAM_CHECKPOINT_DIR": str(tmp_path / "checkpoints"),
+           "FRAUD_DELTA_DIR": str(folder / "delta"), "FRAUD_STREAM_CHECKPOINT_DIR": str(folder / "checkpoints"),
            **overrides}
     settings = stack_settings(**env)
     create_database_and_user(settings)
     bootstrap(settings)
-    return settings, env
+    try:
+        yield settings, env
+    finally:
+        discard(settings)
+
+
+def discard(settings: Settings) -> None:
+    """Delete a pipeline's topics, MySQL database and Elasticsearch index (its folder is the caller's)."""
+    admin = kafka_admin(settings)  # kept until the futures are done
+    for future in admin.delete_topics(list(vars(settings.kafka.topics).values()), operation_timeout=30).values():
+        future.result(60)
+    admin_sql(settings, f"DROP DATABASE IF EXISTS `{settings.mysql.database}`")
+    es, alias = elasticsearch_client(settings), settings.elasticsearch.index
+    for index in es.indices.get_alias(name=alias):
+        es.indices.delete(index=index)
+    es.indices.delete_index_template(name=alias)
 
 
 class StreamProcess:

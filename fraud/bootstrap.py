@@ -9,11 +9,12 @@ from __future__ import annotations
 import json
 import re
 
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import NewTopic
 
+from fraud.clients.elasticsearch import elasticsearch_client
+from fraud.clients.kafka import kafka_admin
+from fraud.clients.mysql import connect
 from fraud.config import CONF_DIR, Settings
-from fraud.stack.elasticsearch import elasticsearch_client
-from fraud.stack.mariadb import connect
 
 SCHEMA_SQL = CONF_DIR / "mysql" / "schema.sql"
 INDEX_TEMPLATE = CONF_DIR / "elasticsearch" / "transactions-scored.template.json"
@@ -21,7 +22,7 @@ INDEX_TEMPLATE = CONF_DIR / "elasticsearch" / "transactions-scored.template.json
 
 def create_topics(settings: Settings) -> list[str]:
     """Create the four topics that are missing; returns the names it created."""
-    admin = AdminClient(settings.kafka.client_config())
+    admin = kafka_admin(settings)
     existing = set(admin.list_topics(timeout=10).topics)
     wanted = [NewTopic(name, num_partitions=settings.kafka.partitions, replication_factor=1)
               for name in vars(settings.kafka.topics).values() if name not in existing]

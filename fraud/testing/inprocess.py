@@ -17,9 +17,9 @@ import pyarrow.parquet as pq
 from pyspark.sql import SparkSession
 from pyspark.sql.types import BinaryType, IntegerType, LongType, StringType, StructField, StructType, TimestampType
 
-from conftest import stack_settings
 from fraud.config import PROJECT_ROOT, Settings
 from fraud.stream.queries import decision_query
+from fraud.testing.stack import stack_settings
 
 KAFKA_RECORD = StructType([StructField("key", BinaryType()), StructField("value", BinaryType()),
                            StructField("topic", StringType()), StructField("partition", IntegerType()),

@@ -1,25 +1,18 @@
-"""A local Spark standalone cluster, and the project's code the way a cluster user ships it.
-
-``StandaloneCluster`` runs one master and one worker on 127.0.0.1 from the pip-installed
-pyspark (``bin/spark-class``); ``package_code`` zips the project's packages for
-``spark-submit --py-files``.
-"""
+"""A local Spark standalone cluster for the cluster-mode test: one master and one worker on 127.0.0.1 from the
+pip-installed pyspark (``bin/spark-class``)."""
 from __future__ import annotations
 
 import json
 import urllib.request
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import pyspark
 
-from fraud.config import PROJECT_ROOT
 from fraud.stack.process import ManagedProcess
 
 SPARK_HOME = Path(pyspark.__file__).resolve().parent
 SPARK_CLASS = str(SPARK_HOME / "bin" / "spark-class")
-PACKAGES = ("fraud", "training", "udfs")
 HOST = "127.0.0.1"
 DAEMON_ENV = {"SPARK_LOCAL_IP": HOST, "SPARK_DAEMON_MEMORY": "256m"}  # on loopback, small heaps
 
@@ -77,14 +70,3 @@ class StandaloneCluster:
         """Kill the worker (with its executors: one process group) and the master."""
         for process in reversed(self._processes()):
             process.stop(timeout=10)
-
-
-def package_code(dest: Path) -> Path:
-    """``dest``/fraud-code.zip holding the packages fraud, training and udfs: what ``--py-files`` takes."""
-    dest.mkdir(parents=True, exist_ok=True)
-    archive = dest / "fraud-code.zip"
-    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
-        for package in PACKAGES:
-            for source in sorted((PROJECT_ROOT / package).rglob("*.py")):
-                zf.write(source, source.relative_to(PROJECT_ROOT))
-    return archive

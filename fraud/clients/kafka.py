@@ -1,13 +1,26 @@
-"""Reading Kafka topics as they are now: end offsets, and every record up to them."""
+"""Kafka clients (``kafka.*`` settings): producers, the admin client, and reading topics as they are now (end
+offsets, and every record up to them)."""
 from __future__ import annotations
 
 import time
 import uuid
 from typing import Iterator
 
-from confluent_kafka import Consumer, Message, TopicPartition
+from confluent_kafka import Consumer, Message, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from fraud.config import Settings
+
+
+def kafka_producer(settings: Settings, **config) -> Producer:
+    """An idempotent producer (no duplicate from its own retries); ``config`` adds or overrides librdkafka
+    properties (e.g. ``linger.ms``, ``transactional.id``)."""
+    return Producer({**settings.kafka.client_config(), "enable.idempotence": True, **config})
+
+
+def kafka_admin(settings: Settings) -> AdminClient:
+    """The admin client (topics, configs). Keep it referenced until the futures it returned are done."""
+    return AdminClient(settings.kafka.client_config())
 
 
 def kafka_consumer(settings: Settings, purpose: str) -> Consumer:
