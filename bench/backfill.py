@@ -30,11 +30,12 @@ from fraud.backfill import backfill
 from fraud.config import load_settings
 from fraud.data import dataset_path
 from fraud.features_pandas import add_all_features_pandas
+from fraud.schemas import HANDBOOK_COLUMNS, LABEL_COLUMN
 from fraud.spark import build_spark_session
 from training.artifacts import load_model
 from udfs.scoring import score_features
 
-COLUMNS = ["TRANSACTION_ID", "TX_DATETIME", "CUSTOMER_ID", "TERMINAL_ID", "TX_AMOUNT", "TX_FRAUD"]
+COLUMNS = [*HANDBOOK_COLUMNS, LABEL_COLUMN]
 QUICK_DAYS = 10
 TARGET_SPEEDUP = 2.0
 TARGET_RERUN_SPEEDUP = 1.5
@@ -58,7 +59,7 @@ def run_pandas(source: Path, target: Path) -> tuple[float, float, int]:
     artifact = load_model(MODEL)
     transactions = pd.read_parquet(source)
     features = add_all_features_pandas(transactions)
-    scored = pd.concat([features[["TRANSACTION_ID", "TX_DATETIME", "CUSTOMER_ID", "TERMINAL_ID", "TX_AMOUNT"]],
+    scored = pd.concat([features[list(HANDBOOK_COLUMNS)],
                         score_features(artifact, features)], axis=1)
     scored.to_parquet(target, index=False)
     return time.perf_counter() - began, cpu_seconds() - cpu_began, len(scored)

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import pandas as pd
 
+from fraud.features import LABEL_DELAY_DAYS
+
 WINDOWS_DAYS = (1, 7, 30)
-DELAY_DAYS = 7
+DELAY_DAYS = LABEL_DELAY_DAYS
 
 
 def _customer_spending(customer: pd.DataFrame) -> pd.DataFrame:

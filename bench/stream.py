@@ -50,7 +50,6 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import pandas as pd
-import psutil
 from sklearn.metrics import average_precision_score
 
 from bench import plots
@@ -63,6 +62,7 @@ from fraud.config import Settings
 from fraud.data import dataset_path
 from fraud.features import EXTRA_FEATURES, HANDBOOK_FEATURES
 from fraud.features_pandas import add_all_features_pandas
+from fraud.process import resident_memory_mb
 from fraud.producer import Pace, load_history, replay
 from fraud.simulator import Simulator
 from fraud.stream.serving import newest_model
@@ -329,17 +329,13 @@ class MemorySampler(threading.Thread):
 
     def __init__(self, pid: int):
         super().__init__(daemon=True)
-        self.root, self.samples = psutil.Process(pid), []
+        self.pid, self.samples = pid, []
         self._halt = threading.Event()
         self.start()
 
     def run(self) -> None:
         while not self._halt.wait(1.0):
-            try:
-                processes = [self.root, *self.root.children(recursive=True)]
-                self.samples.append((time.time(), sum(p.memory_info().rss for p in processes if p.is_running())))
-            except psutil.Error:  # a worker that just ended
-                continue
+            self.samples.append((time.time(), int(resident_memory_mb(self.pid) * 2 ** 20)))
 
     def halt(self) -> list[tuple[float, int]]:
         self._halt.set()

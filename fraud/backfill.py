@@ -7,6 +7,7 @@ from pathlib import Path
 from pyspark.sql import SparkSession
 
 from fraud.config import Settings
+from fraud.features import LABEL_DELAY_DAYS
 from fraud.io import read_transactions
 from fraud.scoring import score_transactions
 from fraud.sinks import write_to_sinks
@@ -14,7 +15,7 @@ from training.artifacts import load_model
 
 
 def backfill(spark: SparkSession, settings: Settings, input_path: str | Path, model_dir: str | Path,
-             sinks: tuple[str, ...], delay_days: int = 7) -> dict[str, object]:
+             sinks: tuple[str, ...], delay_days: int = LABEL_DELAY_DAYS) -> dict[str, object]:
     """Score every transaction at ``input_path`` and write one row per transaction to each sink.
 
     Idempotent: the sinks are keyed by transaction id, so rerunning the same

@@ -17,6 +17,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from fraud.config import Settings
+from fraud.features import HANDBOOK_FEATURES
 
 TRANSACTIONS = "transactions.parquet"
 REFERENCE_FEATURES = "reference_features.parquet"
@@ -24,11 +25,7 @@ RAW_URL = "https://raw.githubusercontent.com/Fraud-Detection-Handbook/simulated-
 TRANSFORMED_URL = ("https://raw.githubusercontent.com/Fraud-Detection-Handbook/simulated-data-transformed/main/"
                    "data/{day}.pkl")
 FIRST_DAY, DAYS = date(2018, 4, 1), 183
-REFERENCE_COLUMNS = [
-    "TRANSACTION_ID", "TX_DURING_WEEKEND", "TX_DURING_NIGHT",
-    *(f"CUSTOMER_ID_{kind}_{w}DAY_WINDOW" for w in (1, 7, 30) for kind in ("NB_TX", "AVG_AMOUNT")),
-    *(f"TERMINAL_ID_{kind}_{w}DAY_WINDOW" for w in (1, 7, 30) for kind in ("NB_TX", "RISK")),
-]
+REFERENCE_COLUMNS = ["TRANSACTION_ID", *HANDBOOK_FEATURES]  # reference_features.parquet
 
 
 class DatasetMissing(FileNotFoundError):

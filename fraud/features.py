@@ -61,6 +61,9 @@ order sees.
 """
 from __future__ import annotations
 
+# Fraud labels arrive about this many days after the transaction (chargebacks, investigations): the handbook's
+# delay period (Le Borgne et al., ch. 3.4 and 5.2). The default everywhere; a deployment sets stream.delay_days.
+LABEL_DELAY_DAYS = 7
 SECOND_US = 1_000_000
 MINUTE_US = 60 * SECOND_US
 HOUR_US = 60 * MINUTE_US
@@ -80,12 +83,12 @@ def customer_history_days() -> int:
     return BASELINE_DAYS[1] + BASELINE_DAYS[0]
 
 
-def terminal_history_days(delay_days: int = 7) -> int:
+def terminal_history_days(delay_days: int = LABEL_DELAY_DAYS) -> int:
     """How far back a terminal's features reach: the longest label window, shifted by the label delay."""
     return max(*TERMINAL_WINDOWS_DAYS, FRAUD_RECENCY_DAYS) + delay_days
 
 
-def lookback_days(delay_days: int = 7) -> int:
+def lookback_days(delay_days: int = LABEL_DELAY_DAYS) -> int:
     """How far back a transaction's features reach: history a backfill or a stream's state must hold."""
     return max(customer_history_days(), terminal_history_days(delay_days))
 

@@ -26,6 +26,7 @@ from fraud.features import (
     HANDBOOK_FEATURES,
     HIGH_RATIO,
     HOUR_US,
+    LABEL_DELAY_DAYS,
     MINUTE_US,
     NO_BASELINE,
     NO_KNOWN_FRAUD,
@@ -145,7 +146,7 @@ def customer_features(keys: np.ndarray, times: np.ndarray, amounts: np.ndarray, 
     return features, high_at
 
 
-def terminal_features(keys: np.ndarray, times: np.ndarray, frauds: np.ndarray, delay_days: int = 7,
+def terminal_features(keys: np.ndarray, times: np.ndarray, frauds: np.ndarray, delay_days: int = LABEL_DELAY_DAYS,
                       at: np.ndarray | None = None,
                       windows_days: tuple[int, ...] = TERMINAL_WINDOWS_DAYS) -> dict[str, np.ndarray]:
     """Terminals' delayed counts, fraud counts, risks and fraud recency, undelayed 1-hour and 1-day counts.
@@ -204,7 +205,8 @@ def card_features_of(pdf: pd.DataFrame, times: np.ndarray) -> dict[str, np.ndarr
     return _in_row_order(card, order)
 
 
-def terminal_features_of(pdf: pd.DataFrame, times: np.ndarray, delay_days: int = 7) -> dict[str, np.ndarray]:
+def terminal_features_of(pdf: pd.DataFrame, times: np.ndarray,
+                         delay_days: int = LABEL_DELAY_DAYS) -> dict[str, np.ndarray]:
     """TERMINAL_FEATURES of every row of ``pdf`` (TERMINAL_ID, TRANSACTION_ID, TX_FRAUD: 1 / 0, null while
     unknown; every row of each of its terminals), in row order; ``times`` as in ``card_features_of``.
 
@@ -216,7 +218,7 @@ def terminal_features_of(pdf: pd.DataFrame, times: np.ndarray, delay_days: int =
     return _in_row_order(terminal, order)
 
 
-def add_all_features_pandas(pdf: pd.DataFrame, delay_days: int = 7) -> pd.DataFrame:
+def add_all_features_pandas(pdf: pd.DataFrame, delay_days: int = LABEL_DELAY_DAYS) -> pd.DataFrame:
     """The input columns followed by HANDBOOK_FEATURES and EXTRA_FEATURES, like
     ``fraud.features_spark.add_all_features``.
 

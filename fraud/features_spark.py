@@ -11,7 +11,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import DataType, DoubleType, StructField, StructType, TimestampNTZType, TimestampType
 
-from fraud.features import CUSTOMER_FEATURES, EXTRA_FEATURES, HANDBOOK_FEATURES, TERMINAL_FEATURES
+from fraud.features import CUSTOMER_FEATURES, EXTRA_FEATURES, HANDBOOK_FEATURES, LABEL_DELAY_DAYS, TERMINAL_FEATURES
 from fraud.features_pandas import card_features_of, terminal_features_of
 
 
@@ -42,7 +42,7 @@ def _key_stage(frames: Iterator[pd.DataFrame], *, route: str, delay_days: int) -
         yield rows.assign(**{name: computed[name] for name in names})
 
 
-def add_all_features(df: DataFrame, delay_days: int = 7) -> DataFrame:
+def add_all_features(df: DataFrame, delay_days: int = LABEL_DELAY_DAYS) -> DataFrame:
     """The input columns followed by HANDBOOK_FEATURES and EXTRA_FEATURES (TX_AMOUNT is already an input).
 
     Rows go by card, then by terminal, to ``spark.sql.shuffle.partitions`` tasks, each computing the features of all

@@ -12,9 +12,8 @@ from pathlib import Path
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-REQUIRED = {"TRANSACTION_ID": "bigint", "TX_DATETIME": "timestamp", "CUSTOMER_ID": "bigint",
-            "TERMINAL_ID": "bigint", "TX_AMOUNT": "double"}
-LABEL = "TX_FRAUD"
+from fraud.schemas import HANDBOOK_COLUMNS as REQUIRED
+from fraud.schemas import LABEL_COLUMN as LABEL
 
 
 class InputError(ValueError):

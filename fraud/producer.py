@@ -22,8 +22,10 @@ from tqdm import tqdm
 
 from fraud.clients.kafka import kafka_producer
 from fraud.config import Settings
+from fraud.features import LABEL_DELAY_DAYS
+from fraud.schemas import HANDBOOK_COLUMNS, LABEL_COLUMN, LABEL_FIELDS, TRANSACTION_FIELDS
 
-COLUMNS = ["TRANSACTION_ID", "TX_DATETIME", "CUSTOMER_ID", "TERMINAL_ID", "TX_AMOUNT", "TX_FRAUD"]
+COLUMNS = [*HANDBOOK_COLUMNS, LABEL_COLUMN]
 
 
 @dataclass(frozen=True)
@@ -53,26 +55,33 @@ def load_history(path: str | Path, start: str | None = None) -> pd.DataFrame:
     return frame.sort_values(["TX_DATETIME", "TRANSACTION_ID"], kind="stable")
 
 
-def labels_still_due(path: str | Path, start: str, delay_days: int = 7) -> pd.DataFrame:
+def labels_still_due(path: str | Path, start: str, delay_days: int = LABEL_DELAY_DAYS) -> pd.DataFrame:
     """Transactions before ``start`` whose labels are due at or after it (event time + delay >= start): what a
     replay resumed at ``start`` must still publish, because the replay before it stopped first."""
     frame = load_history(path, pd.Timestamp(start) - pd.Timedelta(days=delay_days))
     return frame[frame.TX_DATETIME < pd.Timestamp(start)]
 
 
+def _message(row, fields: list[str]) -> bytes:
+    """A row in handbook columns (a named tuple: ``itertuples()``) as the JSON message of ``fields`` (fraud.schemas):
+    the time as ISO-8601 text, the amount a number, ids and the label integers."""
+    def value(field: str):
+        column = getattr(row, field.upper())
+        return column.isoformat() if field == "tx_datetime" else float(column) if field == "tx_amount" else int(column)
+    return json.dumps({field: value(field) for field in fields}).encode()
+
+
 def transaction_message(row) -> bytes:
-    return json.dumps({"transaction_id": int(row.TRANSACTION_ID), "tx_datetime": row.TX_DATETIME.isoformat(),
-                       "customer_id": int(row.CUSTOMER_ID), "terminal_id": int(row.TERMINAL_ID),
-                       "tx_amount": float(row.TX_AMOUNT)}).encode()
+    """The ``transactions.raw`` message of a handbook row (TRANSACTION_FIELDS)."""
+    return _message(row, TRANSACTION_FIELDS)
 
 
 def label_message(row) -> bytes:
-    return json.dumps({"transaction_id": int(row.TRANSACTION_ID), "tx_datetime": row.TX_DATETIME.isoformat(),
-                       "terminal_id": int(row.TERMINAL_ID), "customer_id": int(row.CUSTOMER_ID),
-                       "tx_fraud": int(row.TX_FRAUD)}).encode()
+    """The ``transactions.labels`` message of a handbook row (LABEL_FIELDS)."""
+    return _message(row, LABEL_FIELDS)
 
 
-def replay(settings: Settings, history: pd.DataFrame | Iterable, pace: Pace, delay_days: int = 7,
+def replay(settings: Settings, history: pd.DataFrame | Iterable, pace: Pace, delay_days: int = LABEL_DELAY_DAYS,
            progress: bool = True, limit: int | None = None,
            labels_due: pd.DataFrame | None = None) -> dict[str, object]:
     """Send ``history`` at ``pace``; returns a summary.

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
 import sys
 import time
 from datetime import datetime, timedelta
@@ -26,6 +25,7 @@ from fraud.clients.kafka import read_topic, topic_end_offsets
 from fraud.clients.mysql import connect
 from fraud.config import PROJECT_ROOT, Settings
 from fraud.data import TRANSACTIONS
+from fraud.process import Child
 from fraud.stack.manager import stack_up
 
 REPORT_EVERY_S = 10
@@ -33,10 +33,9 @@ LATENCY_SAMPLE = 2_000
 TAIL = 100  # records read back from the end of each raw partition to find where the producer stopped
 
 
-def _child(args: list[str], log: Path) -> subprocess.Popen:
-    with log.open("a") as out:  # its own session: Ctrl-C reaches this process only, which stops children in order
-        return subprocess.Popen([sys.executable, "-m", "fraud.cli", *args], stdout=out, stderr=subprocess.STDOUT,
-                                cwd=PROJECT_ROOT, start_new_session=True)
+def _child(args: list[str], log: Path) -> Child:
+    """``fraud <args>`` in its own process group: Ctrl-C reaches this process only, which stops children in order."""
+    return Child([sys.executable, "-m", "fraud.cli", *args], log, cwd=PROJECT_ROOT)
 
 
 def last_produced(settings: Settings, below: int | None = None) -> tuple[datetime | None, int | None]:
@@ -138,11 +137,6 @@ fraud pipeline running ({datetime.now():%H:%M:%S})
     except KeyboardInterrupt:
         print("stopping: producer first, then the stream between micro-batches ...", flush=True)
     for child, stop_signal in ((producer, signal.SIGINT), (stream, signal.SIGTERM), (dashboard, signal.SIGTERM)):
-        if child.poll() is None:
-            child.send_signal(stop_signal)
-            try:
-                child.wait(180)
-            except subprocess.TimeoutExpired:
-                child.kill()
+        child.stop(stop_signal, patience_s=180)
     print(f"stopped. {counts(settings)}")
     return code

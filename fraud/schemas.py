@@ -1,17 +1,35 @@
-"""Schemas declared once: the Kafka message contract and the scored-row contract."""
+"""The shapes data takes, declared once.
+
+A transaction takes three shapes:
+
+1. **Handbook columns** (``HANDBOOK_COLUMNS``, ``LABEL_COLUMN``): TRANSACTION_ID, TX_DATETIME, CUSTOMER_ID,
+   TERMINAL_ID, TX_AMOUNT and TX_FRAUD (1 / 0, null while unknown), as in the handbook's dataset (Le Borgne et al.,
+   ch. 3). Files and Delta tables read by ``fraud.io``, pandas frames of the features, training and backfill.
+2. **Message fields** (``TRANSACTION_FIELDS``, ``LABEL_FIELDS``): the same names in lower case, as JSON on the
+   Kafka topics (``transactions.raw``: a transaction; ``transactions.labels``: its label with tx_fraud instead of
+   tx_amount); tx_datetime is ISO-8601 text. Written by ``fraud.producer`` (``message``), parsed and checked by
+   ``fraud.validation``, archived and scored in these names (SCORED_ROW below); ``fraud.io`` reads either names.
+3. **Stream state rows** (``fraud.stream.state.ROW_COLUMNS``): the key as text, a 64-bit hash of the transaction
+   id, the event time as µs since the epoch, amount, label and arrival order: what the decision query's state
+   stages take, made from validated messages in ``fraud.stream.decisions`` (``_state_rows``) and turned back into
+   handbook columns there (``transaction_features``) for scoring.
+"""
 from __future__ import annotations
 
 from pyspark.sql.types import DoubleType, IntegerType, LongType, StringType, StructField, StructType, TimestampType
 
-# transactions.raw message contract (JSON). tx_datetime is ISO-8601 text on the
-# wire and parsed to a timestamp (UTC, no zone) after validation.
-TRANSACTION_MESSAGE = StructType([
-    StructField("transaction_id", LongType()),
-    StructField("tx_datetime", StringType()),
-    StructField("customer_id", LongType()),
-    StructField("terminal_id", LongType()),
-    StructField("tx_amount", DoubleType()),
-])
+# 1. handbook columns -> their Spark SQL types
+HANDBOOK_COLUMNS = {"TRANSACTION_ID": "bigint", "TX_DATETIME": "timestamp", "CUSTOMER_ID": "bigint",
+                    "TERMINAL_ID": "bigint", "TX_AMOUNT": "double"}
+LABEL_COLUMN = "TX_FRAUD"
+
+# 2. message fields: a transaction's and a label's, in the order they are written
+TRANSACTION_FIELDS = [column.lower() for column in HANDBOOK_COLUMNS]
+LABEL_FIELDS = [name for name in TRANSACTION_FIELDS if name != "tx_amount"] + [LABEL_COLUMN.lower()]
+# a transaction message as Spark reads its JSON before any check (the benchmark's stateless floor): time as text
+_SPARK_TYPES = {"bigint": LongType(), "double": DoubleType()}
+TRANSACTION_MESSAGE = StructType([StructField(name, _SPARK_TYPES.get(kind, StringType()))
+                                  for name, kind in zip(TRANSACTION_FIELDS, HANDBOOK_COLUMNS.values())])
 
 # One row per transaction in every sink (MySQL scored_transactions, the
 # Elasticsearch index, Delta, the result topic); kept in step with

@@ -12,7 +12,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import DoubleType, StructField, StructType
 
-from fraud.features import EXTRA_FEATURES, HANDBOOK_FEATURES
+from fraud.features import EXTRA_FEATURES, HANDBOOK_FEATURES, LABEL_DELAY_DAYS
 from fraud.features_spark import add_all_features
 from fraud.schemas import FEATURES_COLUMN
 from training.artifacts import ModelArtifact
@@ -48,7 +48,8 @@ def scored_rows(features: DataFrame, score: Column, kafka_timestamp: Column, sco
     return features.withColumn("_score", score).select(*scored_columns(kafka_timestamp, scored_at))
 
 
-def score_transactions(transactions: DataFrame, artifact: ModelArtifact, delay_days: int = 7) -> DataFrame:
+def score_transactions(transactions: DataFrame, artifact: ModelArtifact,
+                       delay_days: int = LABEL_DELAY_DAYS) -> DataFrame:
     """Canonical transactions (fraud.io) -> scored rows, one per transaction (the backfill)."""
     features = add_all_features(transactions, delay_days=delay_days)
     return scored_rows(features, score_column(transactions.sparkSession, artifact), F.lit(None),

@@ -28,15 +28,17 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import DataType, DoubleType, LongType, StringType, StructField, StructType
 
+from fraud.schemas import LABEL_FIELDS, TRANSACTION_FIELDS
+
 MAX_PAYLOAD_BYTES = 10_000
 MAX_CLOCK_SKEW = "1 day"  # an event time further ahead of its Kafka timestamp than this is refused
 # ISO-8601 / RFC 3339 date-time, zone designator optional (none = UTC)
 ISO_8601 = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}(:?\d{2})?)?$"
 SINK_TIMES = ("1900-01-01T00:00:00Z", "9999-12-31T23:59:59.999999Z")  # UTC: what Delta, MySQL and Elasticsearch store
-NUMERIC_FIELDS: dict[str, DataType] = {"transaction_id": LongType(), "customer_id": LongType(),
-                                       "terminal_id": LongType(), "tx_amount": DoubleType(), "tx_fraud": LongType()}
-FIELDS = ["transaction_id", "tx_datetime", "customer_id", "terminal_id", "tx_amount", "tx_fraud"]
+FIELDS = list(dict.fromkeys([*TRANSACTION_FIELDS, *LABEL_FIELDS]))  # fraud.schemas: the message contract
 TRANSACTION_ONLY, LABEL_ONLY = "tx_amount", "tx_fraud"
+NUMERIC_FIELDS: dict[str, DataType] = {name: DoubleType() if name == "tx_amount" else LongType()
+                                       for name in FIELDS if name != "tx_datetime"}
 ID_FIELDS = ("transaction_id", "customer_id", "terminal_id")
 MAX_ID = 2 ** 53  # JSON numbers (and JavaScript clients) are exact up to here; the stream relies on it
 _CORRUPT = "_corrupt_record"

@@ -3,19 +3,17 @@ with spark-submit: jars, code zip and Python interpreter shipped as a cluster us
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
-import subprocess
 import sys
 from contextlib import suppress
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import psutil
 import pytest
-from confluent_kafka import Producer
 
-from fraud.config import PROJECT_ROOT
+from fraud.clients.kafka import kafka_producer
 from fraud.jvm import jars
 from fraud.spark import package_code
 from fraud.testing.cluster import SPARK_HOME, StandaloneCluster
@@ -37,44 +35,21 @@ def _free_ports(count: int) -> list[int]:
     return ports
 
 
-def _children(pid: int) -> list[int]:
-    """The processes whose parent is ``pid`` (/proc/*/stat: "pid (name) state ppid ...")."""
-    children = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            if int(stat.read_text().rsplit(") ", 1)[1].split()[1]) == pid:
-                children.append(int(stat.parent.name))
-        except (OSError, IndexError, ValueError):  # gone meanwhile
-            continue
-    return children
-
-
 class SubmittedStream(StreamProcess):
     """``spark-submit jobs/stream.py``: the spark-submit JVM runs the Python driver as its child."""
 
     def __init__(self, env: dict[str, str], log_file: Path, submit_args: list[str]):
         super().__init__(env, log_file)
-        self.submit_args = submit_args
+        self.argv = [SPARK_SUBMIT, *submit_args, "jobs/stream.py", "--model", str(DEFAULT_MODEL)]
 
-    def start(self) -> "SubmittedStream":
-        with self.log_file.open("a") as log:
-            self.proc = subprocess.Popen(
-                [SPARK_SUBMIT, *self.submit_args, "jobs/stream.py", "--model", str(DEFAULT_MODEL)],
-                env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT,
-                start_new_session=True)
-        return self
-
-    def stop(self) -> int:
+    def stop(self) -> int | None:
         """SIGTERM to the Python driver only: it stops the queries and the session, then spark-submit exits."""
-        if self.proc.poll() is None:
-            for pid in _children(self.proc.pid):
-                with suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGTERM)
-            try:
-                self.proc.wait(120)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        return self.proc.returncode
+        assert self.child is not None, "not started"
+        if self.child.poll() is None:
+            for driver in self.child.proc.children():
+                with suppress(psutil.NoSuchProcess):
+                    driver.send_signal(signal.SIGTERM)
+        return self.child.wait(patience_s=120)
 
 
 def test_the_stream_scores_on_a_standalone_cluster(pipeline, tmp_path):
@@ -82,7 +57,7 @@ def test_the_stream_scores_on_a_standalone_cluster(pipeline, tmp_path):
     master_port, master_ui, worker_ui = _free_ports(3)
     cluster = StandaloneCluster(tmp_path / "cluster", master_port, master_ui, worker_ui)
     now = datetime.now(timezone.utc).replace(tzinfo=None)
-    producer = Producer({**settings.kafka.client_config(), "enable.idempotence": True})
+    producer = kafka_producer(settings)
     for i in range(TRANSACTIONS):
         at = now - timedelta(seconds=3 * (TRANSACTIONS - i))
         producer.produce(settings.kafka.topics.raw, key=str(i % 40), value=json.dumps({

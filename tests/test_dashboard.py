@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import socket
-import subprocess
 import sys
 import time
 import urllib.request
@@ -21,6 +20,7 @@ from sklearn.metrics import average_precision_score
 from fraud.clients.elasticsearch import elasticsearch_client
 from fraud.config import PROJECT_ROOT
 from fraud.dashboard.queries import average_precision
+from fraud.process import Child
 from fraud.producer import Pace, replay
 from fraud.testing.pipeline import StreamProcess, isolated_pipeline, mysql_count
 
@@ -58,10 +58,8 @@ class Dashboard:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
         self.log_file = log_file
-        with log_file.open("a") as log:
-            self.proc = subprocess.Popen([sys.executable, "-m", "fraud.cli", "dashboard", "--port", str(self.port)],
-                                         env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
-                                         cwd=PROJECT_ROOT)
+        self.child = Child([sys.executable, "-m", "fraud.cli", "dashboard", "--port", str(self.port)], log_file,
+                           env=env, cwd=PROJECT_ROOT)
         deadline = time.monotonic() + 60
         while True:
             try:
@@ -69,13 +67,12 @@ class Dashboard:
                 return
             except OSError:
                 pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
+            if self.child.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError(f"the dashboard did not start:\n{log_file.read_text()}")
             time.sleep(0.5)
 
     def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(30)
+        self.child.stop(patience_s=30)
 
 
 @pytest.fixture(scope="module")

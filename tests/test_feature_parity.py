@@ -17,10 +17,11 @@ from pyspark.sql import functions as F
 from fraud.features import HANDBOOK_FEATURES
 from fraud.features_pandas import add_all_features_pandas
 from fraud.features_spark import add_all_features
+from fraud.schemas import HANDBOOK_COLUMNS, LABEL_COLUMN
 
 SLICE_START, SLICE_END = pd.Timestamp("2018-06-01"), pd.Timestamp("2018-07-16")  # [start, end): 45 days
 HISTORY_START = SLICE_START - pd.Timedelta(days=30 + 7)
-INPUT_COLUMNS = ["TRANSACTION_ID", "TX_DATETIME", "CUSTOMER_ID", "TERMINAL_ID", "TX_AMOUNT", "TX_FRAUD"]
+INPUT_COLUMNS = [*HANDBOOK_COLUMNS, LABEL_COLUMN]
 TOLERANCE, MIN_MATCHING_SHARE = 1e-6, 0.9999
 
 

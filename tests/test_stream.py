@@ -8,10 +8,10 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Producer
 from pyspark.sql import functions as F
 
 from fraud.backfill import backfill
+from fraud.clients.kafka import kafka_producer
 from fraud.clients.mysql import connect
 from fraud.features import EXTRA_FEATURES, HANDBOOK_FEATURES
 from fraud.producer import Pace, load_history, replay
@@ -31,7 +31,7 @@ pytestmark = pytest.mark.services
 
 
 def _send(settings, topic: str, values: list[bytes | None]) -> None:
-    producer = Producer({**settings.kafka.client_config(), "enable.idempotence": True})
+    producer = kafka_producer(settings)
     for i, value in enumerate(values):
         producer.produce(topic, key=str(i % 7), value=value)
     assert producer.flush(30) == 0
@@ -39,7 +39,7 @@ def _send(settings, topic: str, values: list[bytes | None]) -> None:
 
 def _send_aborted(settings, topic: str, values: list[bytes]) -> None:
     """``values`` in a Kafka transaction that is aborted: no consumer reading committed records sees them."""
-    producer = Producer({**settings.kafka.client_config(), "transactional.id": f"aborted-{topic}"})
+    producer = kafka_producer(settings, **{"transactional.id": f"aborted-{topic}"})
     producer.init_transactions(30)
     producer.begin_transaction()
     for value in values:

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fraud.features import EXTRA_FEATURES, HANDBOOK_FEATURES
+from fraud.features import EXTRA_FEATURES, HANDBOOK_FEATURES, LABEL_DELAY_DAYS
 from fraud.features_pandas import add_all_features_pandas
 from fraud.producer import label_message, transaction_message
 from fraud.stream.store import StateMismatchError
@@ -15,7 +15,7 @@ from fraud.testing.inprocess import DEFAULT_MODEL, InProcessStream
 from training.artifacts import load_model
 from udfs.scoring import score_features
 
-DELAY_DAYS = 7
+DELAY_DAYS = LABEL_DELAY_DAYS
 FEATURES = [*HANDBOOK_FEATURES, *EXTRA_FEATURES]
 
 

@@ -5,7 +5,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fraud.features import CUSTOMER_FEATURES, DAY_US, EXTRA_FEATURES, HANDBOOK_FEATURES, TERMINAL_FEATURES
+from fraud.features import (
+    CUSTOMER_FEATURES,
+    DAY_US,
+    EXTRA_FEATURES,
+    HANDBOOK_FEATURES,
+    LABEL_DELAY_DAYS,
+    TERMINAL_FEATURES,
+)
 from fraud.features_pandas import add_all_features_pandas
 from fraud.stream.state import (
     CARD,
@@ -19,7 +26,7 @@ from fraud.stream.state import (
 )
 from fraud.testing.data import random_transactions
 
-DELAY_DAYS = 7
+DELAY_DAYS = LABEL_DELAY_DAYS
 STREAM_FEATURES = [f for f in [*HANDBOOK_FEATURES, *EXTRA_FEATURES] if not f.startswith("TX_DURING")]
 SHARDS = 3
 

@@ -14,6 +14,8 @@ from datetime import date, datetime, timedelta
 
 import pandas as pd
 
+from fraud.features import LABEL_DELAY_DAYS
+
 HANDBOOK_TRAIN_DAYS = 7  # the window that defines "already known compromised" for the test set
 
 
@@ -21,7 +23,7 @@ HANDBOOK_TRAIN_DAYS = 7  # the window that defines "already known compromised" f
 class Split:
     test_start: datetime
     train_days: int
-    delay_days: int = 7
+    delay_days: int = LABEL_DELAY_DAYS
     test_days: int = 7
 
     @property

@@ -9,10 +9,11 @@ from typing import Callable
 
 from fraud.bootstrap import bootstrap
 from fraud.config import Settings
+from fraud.process import resident_memory_mb
 from fraud.stack.elasticsearch import elasticsearch_process, start_elasticsearch
 from fraud.stack.kafka import kafka_process, start_kafka
 from fraud.stack.mariadb import admin_sql, mariadb_process, start_mariadb
-from fraud.stack.process import ManagedProcess, resident_memory_mb
+from fraud.stack.process import ManagedProcess
 
 # name -> (process factory, start function, seconds to become healthy)
 SERVICES: dict[str, tuple[Callable[[Settings], ManagedProcess], Callable[[Settings, ManagedProcess], None], float]] = {

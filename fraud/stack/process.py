@@ -1,14 +1,14 @@
-"""A background service process: pid file, log file, port, health check."""
+"""A background service process: pid file, log file, port, health check (started and stopped by
+``fraud.process``)."""
 from __future__ import annotations
 
-import os
-import signal
 import socket
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
+
+from fraud.process import Child, alive, stop_group
 
 
 class ServiceError(RuntimeError):
@@ -52,12 +52,8 @@ class ManagedProcess:
             pid = int(self.pid_file.read_text().strip())
         except (FileNotFoundError, ValueError):
             return None
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if not alive(pid):
             self.pid_file.unlink(missing_ok=True)
-            return None
-        if _is_zombie(pid):
             return None
         return pid
 
@@ -68,13 +64,9 @@ class ManagedProcess:
                 f"{self.name}: port {self.host}:{self.port} is already in use by a process this stack did not start; "
                 f"stop it or choose another port (see conf/local.yaml / FRAUD_* variables)")
         self.home.mkdir(parents=True, exist_ok=True)
-        with open(self.log_file, "ab") as log, open(stdin or os.devnull, "rb") as stdin_file:
-            log.write(f"\n==== {time.strftime('%Y-%m-%d %H:%M:%S')} starting: {' '.join(argv)}\n".encode())
-            log.flush()
-            proc = subprocess.Popen(list(argv), stdout=log, stderr=subprocess.STDOUT, stdin=stdin_file,
-                                    cwd=cwd, env={**os.environ, **(env or {})}, start_new_session=True)
-        self.pid_file.write_text(str(proc.pid))
-        return proc.pid
+        pid = Child(argv, self.log_file, env=env, cwd=cwd, stdin=stdin).pid
+        self.pid_file.write_text(str(pid))
+        return pid
 
     def wait_healthy(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -100,70 +92,10 @@ class ManagedProcess:
                             f"--- hint: {self.hint}")
 
     def stop(self, timeout: float = 30.0) -> bool:
-        """Stop the process group (TERM, then KILL); True if something was running."""
+        """Stop the process group (TERM, then KILL after ``timeout``); True if something was running."""
         pid = self.pid()
         if pid is None:
             return False
-        _signal_group(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and _alive(pid):
-            time.sleep(0.2)
-        if _alive(pid):
-            _signal_group(pid, signal.SIGKILL)
-            while _alive(pid):
-                time.sleep(0.1)
+        stop_group(pid, timeout)
         self.pid_file.unlink(missing_ok=True)
         return True
-
-
-def _signal_group(pid: int, sig: int) -> None:
-    try:
-        os.killpg(pid, sig)
-    except ProcessLookupError:
-        pass
-
-
-def _is_zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("Z")
-    except (FileNotFoundError, IndexError):
-        return False
-
-
-def _alive(pid: int) -> bool:
-    """True while the process exists and is not a zombie; reaps our own children."""
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return not _is_zombie(pid)
-
-
-def resident_memory_mb(pid: int) -> float:
-    """Resident set size of ``pid`` and its children, in MiB (0 when gone)."""
-    total = 0
-    for candidate in [pid, *_children(pid)]:
-        try:
-            for line in Path(f"/proc/{candidate}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-        except FileNotFoundError:
-            continue
-    return total / 1024
-
-
-def _children(pid: int) -> list[int]:
-    out = []
-    for task in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = task.read_text().split(") ", 1)[1].split()
-        except (FileNotFoundError, IndexError):
-            continue
-        if int(fields[1]) == pid:
-            child = int(task.parent.name)
-            out += [child, *_children(child)]
-    return out

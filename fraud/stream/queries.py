@@ -22,9 +22,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import os
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -36,6 +34,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
 from fraud.config import Settings
+from fraud.process import Child
 from fraud.sinks import check_sinks
 from fraud.stream.decisions import decision_plan
 from fraud.stream.delivery import DEDUPLICATION_WINDOW, DeliveryBatches
@@ -175,20 +174,15 @@ class DeliveryProcess:
     kill of the group takes it too."""
 
     def __init__(self, command: list[str], nice: int):
-        self.proc = subprocess.Popen([sys.executable, "-m", "fraud.cli", *command], preexec_fn=lambda: os.nice(nice))
+        self.child = Child([sys.executable, "-m", "fraud.cli", *command], nice=nice, own_group=False)
 
     def failure(self) -> Exception | None:
-        if self.proc.poll() is None:
+        if self.child.poll() is None:
             return None
-        return RuntimeError(f"the delivery process stopped (exit {self.proc.returncode}); see its log above")
+        return RuntimeError(f"the delivery process stopped (exit {self.child.returncode}); see its log above")
 
     def stop(self, patience_s: float = 120.0) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)  # it stops its query between micro-batches
-            try:
-                self.proc.wait(patience_s)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+        self.child.stop(signal.SIGTERM, patience_s)  # it stops its query between micro-batches
 
 
 def run_stream(spark: SparkSession, settings: Settings, sinks: tuple[str, ...], stop: threading.Event,

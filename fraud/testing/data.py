@@ -9,9 +9,10 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 import pandas as pd
 
+from fraud.schemas import HANDBOOK_COLUMNS, LABEL_COLUMN
 from fraud.validation import MAX_PAYLOAD_BYTES
 
-COLUMNS = ["TRANSACTION_ID", "TX_DATETIME", "CUSTOMER_ID", "TERMINAL_ID", "TX_AMOUNT", "TX_FRAUD"]
+COLUMNS = [*HANDBOOK_COLUMNS, LABEL_COLUMN]
 
 
 def random_transactions(n: int = 4000, seed: int = 7, days: int = 75) -> pd.DataFrame:

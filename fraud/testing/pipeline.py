@@ -3,9 +3,7 @@ checkpoints; removed afterwards), the stream as a real process, and readers of e
 and the benchmarks run on."""
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
 import sys
 import time
 import uuid
@@ -13,11 +11,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
+import psutil
+
 from fraud.bootstrap import bootstrap
 from fraud.clients.elasticsearch import elasticsearch_client
 from fraud.clients.kafka import kafka_admin, read_topic
 from fraud.clients.mysql import connect
 from fraud.config import PROJECT_ROOT, Settings
+from fraud.process import Child
 from fraud.stack.manager import SERVICES, create_database_and_user
 from fraud.stack.mariadb import admin_sql
 from fraud.testing.stack import TEST_ENV, stack_settings
@@ -61,35 +62,32 @@ def discard(settings: Settings) -> None:
 
 
 class StreamProcess:
-    """``fraud stream`` (or ``command``: python's arguments) in its own process group, so a kill -9 takes its JVM
-    and Python workers too."""
+    """``fraud stream`` (or ``command``: python's arguments) in its own process group (``fraud.process.Child``), so a
+    kill -9 takes its JVM and Python workers too. ``proc``: the running process (psutil.Popen) once started."""
 
     def __init__(self, env: dict[str, str], log_file: Path, *args: str, command: list[str] | None = None):
         self.env, self.log_file = env, log_file
-        self.command = command or ["-m", "fraud.cli", "stream", "--model", str(DEFAULT_MODEL), *args]
-        self.proc: subprocess.Popen | None = None
+        self.argv = [sys.executable, *(command or ["-m", "fraud.cli", "stream", "--model", str(DEFAULT_MODEL),
+                                                   *args])]
+        self.child: Child | None = None
 
     def start(self) -> "StreamProcess":
-        with self.log_file.open("a") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, *self.command],
-                env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT,
-                start_new_session=True)
+        self.child = Child(self.argv, self.log_file, env=self.env, cwd=PROJECT_ROOT)
         return self
 
-    def kill(self) -> None:
-        os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait()
+    @property
+    def proc(self) -> psutil.Popen | None:
+        return self.child.proc if self.child else None
 
-    def stop(self) -> int:
-        """A clean stop: SIGTERM to the driver only (it stops the queries, then its JVM)."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(120)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        return self.proc.returncode
+    def kill(self) -> None:
+        """kill -9 of the whole process group."""
+        assert self.child is not None, "not started"
+        self.child.kill()
+
+    def stop(self) -> int | None:
+        """A clean stop: SIGTERM to the driver only (it stops the queries, then its JVM); killed after 2 minutes."""
+        assert self.child is not None, "not started"
+        return self.child.stop(signal.SIGTERM, patience_s=120)
 
     def log_tail(self, lines: int = 40) -> str:
         return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
