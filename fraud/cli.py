@@ -39,16 +39,6 @@ def _init(args, settings) -> int:
     return 0
 
 
-def _roundtrip(args, settings) -> int:
-    from fraud.roundtrip import smoke_roundtrip
-    from fraud.spark import spark_session
-
-    with spark_session(settings, "fraud-roundtrip") as spark:
-        report = smoke_roundtrip(spark, settings, args.events)
-    print(json.dumps(report))
-    return 0 if {report["mysql"], report["elasticsearch"], report["delta"]} == {report["produced"]} else 1
-
-
 def _features(args, settings) -> int:
     from fraud.features_spark import add_all_features
     from fraud.io import read_transactions
@@ -203,10 +193,6 @@ def build_parser() -> argparse.ArgumentParser:
                                                   "--py-files; prints the zip's path")
     package.add_argument("dest", nargs="?", default="dist", help="folder for fraud-code.zip (default dist)")
     package.set_defaults(func=_package_code)
-
-    trip = sub.add_parser("roundtrip", help="smoke test: N events through Kafka and Spark into every sink")
-    trip.add_argument("--events", type=int, default=1000, help="events to produce (default 1000)")
-    trip.set_defaults(func=_roundtrip)
 
     features = sub.add_parser("features", help="compute the handbook and extra features of a transaction history",
                               description="Reads Parquet, CSV or a Delta table with the handbook columns (or the "

@@ -6,13 +6,12 @@ from datetime import datetime
 
 import pandas as pd
 import pytest
-from confluent_kafka import Producer
 
-from fraud.clients.kafka import read_topic, topic_end_offsets
+from fraud.clients.kafka import kafka_producer, read_topic, topic_end_offsets
 from fraud.producer import Pace, labels_still_due, load_history, replay
-from fraud.roundtrip import new_first_id, produce_events, synthetic_events
 from fraud.run import last_produced
 from fraud.simulator import SCENARIOS, Simulator
+from fraud.testing.data import random_transactions
 
 pytestmark = pytest.mark.services
 
@@ -107,13 +106,13 @@ def test_simulated_stream_goes_to_kafka_with_the_message_contract(stack):
                for v in values)
 
 
-def test_a_second_run_resumes_after_the_newest_transaction_at_the_tail_of_the_raw_topic(stack):
-    first = new_first_id()
-    events = synthetic_events(first, 5)
-    produce_events(stack, events)
-    producer = Producer(stack.kafka.client_config())
-    producer.produce(stack.kafka.topics.raw, value=b"not json")  # a broken record last: skipped
+def test_a_second_run_resumes_after_the_newest_transaction_at_the_tail_of_the_raw_topic(pipeline):
+    settings, _ = pipeline("resume")
+    history = random_transactions(n=5, days=1).sort_values(["TX_DATETIME", "TRANSACTION_ID"])
+    replay(settings, history, Pace(rate=1000), progress=False)
+    producer = kafka_producer(settings)
+    producer.produce(settings.kafka.topics.raw, value=b"not json")  # a broken record last: skipped
     assert producer.flush(30) == 0
-    newest = datetime.fromisoformat(events[-1]["tx_datetime"])
-    assert last_produced(stack) == (newest, first + 4)
-    assert last_produced(stack, below=first + 2) == (datetime.fromisoformat(events[2]["tx_datetime"]), first + 2)
+    newest, third = history.iloc[-1], history.iloc[2]
+    assert last_produced(settings) == (newest.TX_DATETIME, newest.TRANSACTION_ID)
+    assert last_produced(settings, below=int(third.TRANSACTION_ID)) == (third.TX_DATETIME, third.TRANSACTION_ID)

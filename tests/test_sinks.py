@@ -1,0 +1,42 @@
+"""The sinks against the real services: rows written twice are held once, with their values (MySQL, Elasticsearch,
+Delta)."""
+from __future__ import annotations
+
+from datetime import datetime
+
+import pandas as pd
+import pytest
+from pyspark.sql import functions as F
+
+from fraud.clients.mysql import connect
+from fraud.schemas import FEATURES_COLUMN
+from fraud.scoring import FEATURES_TYPE, score_transactions
+from fraud.sinks import SINKS, write_to_sinks
+from fraud.testing.data import random_transactions
+from fraud.testing.pipeline import DEFAULT_MODEL, es_ids, mysql_scored
+from training.artifacts import load_model
+
+pytestmark = pytest.mark.services
+
+
+def test_rows_written_twice_are_held_once_with_their_values(pipeline, spark):
+    settings, _ = pipeline("sinks")
+    transactions = random_transactions(n=300, days=10)
+    rows = score_transactions(spark.createDataFrame(transactions), load_model(DEFAULT_MODEL)).withColumn(
+        "kafka_timestamp", F.lit(datetime(2026, 1, 1, 12, 0, 0, 123456)))  # microseconds must survive every sink
+    for _ in range(2):
+        decisions = write_to_sinks(rows, settings, tuple(s for s in SINKS if s != "kafka"), "twice")
+    assert sum(decisions.values()) == len(transactions)
+    expected = sorted(transactions.TRANSACTION_ID)
+    assert sorted(row[0] for row in mysql_scored(settings)) == expected
+    assert sorted(es_ids(settings)) == expected
+    delta = spark.read.format("delta").load(settings.scored_table)
+    assert sorted(r[0] for r in delta.select("transaction_id").collect()) == expected
+    # the stream and the backfill write this table too: the same feature struct
+    assert delta.schema[FEATURES_COLUMN].dataType == FEATURES_TYPE
+    with connect(settings) as conn, conn.cursor(dictionary=True) as cur:
+        cur.execute("SELECT transaction_id, tx_amount, kafka_timestamp FROM scored_transactions")
+        stored = pd.DataFrame(cur.fetchall()).set_index("transaction_id").sort_index()
+    assert (stored.kafka_timestamp == datetime(2026, 1, 1, 12, 0, 0, 123456)).all()
+    amounts = transactions.set_index("TRANSACTION_ID").TX_AMOUNT.sort_index()
+    assert (stored.tx_amount.to_numpy() == amounts.to_numpy()).all()
