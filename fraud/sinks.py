@@ -176,6 +176,25 @@ def write_to_delta(df: DataFrame, path: str, batch: tuple[str, int] | None = Non
         .whenMatchedUpdateAll().whenNotMatchedInsertAll().execute())
 
 
+def upsert_labels(labels: DataFrame, path: str) -> None:
+    """Labels (transaction_id, tx_datetime, ..., tx_fraud and the Kafka position) into the Delta labels archive at
+    ``path``, one row per transaction id: of several labels of a transaction the last to arrive (Kafka timestamp,
+    then offset) wins, as in the stream's state (a relabel: a chargeback reversed). A replayed batch changes
+    nothing. The MERGE reads only the files whose tx_datetime range meets the batch's (a label carries its
+    transaction's time), not the whole table."""
+    spark = labels.sparkSession
+    latest = (labels.groupBy(KEY).agg(F.max_by(F.struct(*labels.columns), F.struct("kafka_timestamp", "kafka_offset"))
+                                      .alias("label")).select("label.*"))
+    if not DeltaTable.isDeltaTable(spark, path):
+        latest.write.format("delta").mode("append").save(path)
+        return
+    bounds = latest.agg(F.min(F.unix_micros("tx_datetime")), F.max(F.unix_micros("tx_datetime"))).first()
+    (DeltaTable.forPath(spark, path).alias("t")
+        .merge(latest.alias("s"), f"t.{KEY} = s.{KEY} AND t.tx_datetime >= timestamp_micros({bounds[0]}) "
+                                  f"AND t.tx_datetime <= timestamp_micros({bounds[1]})")
+        .whenMatchedUpdateAll(condition="t.tx_fraud <> s.tx_fraud").whenNotMatchedInsertAll().execute())
+
+
 def _time_range_to_replace(df: DataFrame, path: str) -> str | None:
     """The predicate of ``df``'s tx_datetime range, when overwriting that range of the table at ``path`` with ``df``
     leaves one row per transaction id and loses none (every transaction the table holds in the range is in ``df``,

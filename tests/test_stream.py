@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -78,15 +79,25 @@ def test_broken_records_go_to_the_dead_letters_and_the_query_keeps_scoring(pipel
         # sent again, once as it was and once with another time: decided once, archived once, the other refused
         conflict = json.dumps({**json.loads(valid[6]), "tx_datetime": "2026-01-01T00:00:00Z"}).encode()
         _send(settings, settings.kafka.topics.raw, [valid[5], conflict])
+        # labels: one sent twice, one relabelled (a chargeback reversed): one row each, the last label kept
+        label = lambda i, fraud: json.dumps({**json.loads(valid[i]), "tx_fraud": fraud}).encode()  # noqa: E731
+        for labels in ([label(5, 1), label(7, 1)], [label(5, 1), label(7, 0)]):
+            _send(settings, settings.kafka.topics.labels, labels)
+            time.sleep(3)  # in separate delivery micro-batches
         stream.wait_for(lambda: mysql_count(settings, "dead_letters") == len(broken) + 2
                         and Path(settings.raw_table).exists()
-                        and len(delta_ids(spark, settings.raw_table)) >= len(valid), 240, "the resends handled")
+                        and len(delta_ids(spark, settings.raw_table)) >= len(valid)
+                        and Path(settings.labels_table).exists()
+                        and spark.read.format("delta").load(settings.labels_table).where("tx_fraud = 0").count() == 1,
+                        240, "the resends handled")
     finally:
         stopped = stream.stop()
     assert stopped == 0, stream.log_tail()
 
     assert sorted(row[0] for row in mysql_scored(settings)) == [900_000 + i for i in range(30)]
     assert sorted(delta_ids(spark, settings.raw_table)) == [900_000 + i for i in range(30)]
+    labels = spark.read.format("delta").load(settings.labels_table).select("transaction_id", "tx_fraud").collect()
+    assert sorted((r.transaction_id, r.tx_fraud) for r in labels) == [(900_005, 1), (900_007, 0)]
     assert sorted(es_ids(settings)) == [900_000 + i for i in range(30)]
     letters = [json.loads(value) for _, value in topic_records(settings, settings.kafka.topics.deadletter)]
     assert len(letters) >= len(broken) + 1

@@ -11,7 +11,8 @@ writes, concurrently:
   archive ``transactions_raw``: what was decided, so a transaction sent twice is
   archived once (the decision query decides a transaction id once);
 - dead letters to MySQL ``dead_letters`` (upsert by Kafka position);
-- valid labels (``fraud.validation``) to the Delta archive ``labels`` and to their
+- valid labels (``fraud.validation``) to the Delta archive ``labels`` (one row per
+  transaction id: the last label to arrive, ``fraud.sinks.upsert_labels``) and to their
   transaction's Elasticsearch document (``tx_fraud``). The two archives are the
   source of backfills, warm starts and retraining.
 
@@ -20,7 +21,8 @@ crash publishes identical records again): the result topic's records are
 deduplicated by transaction id within ``DEDUPLICATION_WINDOW`` of Kafka time,
 which covers a replay, since the decision query publishes nothing newer before
 the replayed batch. Delta appends are idempotent per micro-batch (``txnAppId`` =
-this query's id, ``txnVersion`` = batch id); MySQL and Elasticsearch are keyed.
+this query's id, ``txnVersion`` = batch id), the labels' MERGE by nature; MySQL and
+Elasticsearch are keyed.
 So every sink holds each transaction once, and keeps the decision path free of
 their latency (a Delta commit takes seconds).
 """
@@ -39,7 +41,14 @@ from pyspark.sql.types import StructField, StructType
 from fraud.config import Settings
 from fraud.schemas import DEAD_LETTER, DECIDED_AT, FEATURES_COLUMN, JSON_OPTIONS, SCORED_ROW
 from fraud.scoring import FEATURES_TYPE
-from fraud.sinks import scored_writers, write_concurrently, write_dead_letters, write_to_delta, write_to_elasticsearch
+from fraud.sinks import (
+    scored_writers,
+    upsert_labels,
+    write_concurrently,
+    write_dead_letters,
+    write_to_delta,
+    write_to_elasticsearch,
+)
 from fraud.validation import validate_records
 
 log = logging.getLogger(__name__)
@@ -98,8 +107,8 @@ class DeliveryBatches:
         if counts.get(topics.labels) and ("delta" in sinks or "elasticsearch" in sinks):
             labels = validate_records(of(topics.labels), topics.labels).where(F.col("reason").isNull())
             if "delta" in sinks:
-                writes["delta labels"] = lambda: write_to_delta(
-                    labels.select(*ARCHIVED, "tx_fraud", *KAFKA_POSITION), settings.labels_table, batch)
+                writes["delta labels"] = lambda: upsert_labels(labels.select(*ARCHIVED, "tx_fraud", *KAFKA_POSITION),
+                                                               settings.labels_table)
             if "elasticsearch" in sinks:
                 writes["elasticsearch labels"] = lambda: write_to_elasticsearch(
                     labels.select(*ARCHIVED, F.col("tx_fraud").cast("byte")), settings)
