@@ -22,8 +22,9 @@ pytestmark = pytest.mark.services
 def test_rows_written_twice_are_held_once_with_their_values(pipeline, spark):
     settings, _ = pipeline("sinks")
     transactions = random_transactions(n=300, days=10)
+    transactions["TX_DATETIME"] += pd.Timedelta(microseconds=123456)  # event times keep microseconds in every sink
     rows = score_transactions(spark.createDataFrame(transactions), load_model(DEFAULT_MODEL)).withColumn(
-        "kafka_timestamp", F.lit(datetime(2026, 1, 1, 12, 0, 0, 123456)))  # microseconds must survive every sink
+        "kafka_timestamp", F.lit(datetime(2026, 1, 1, 12, 0, 0, 123000)))  # Kafka's own are milliseconds
     for _ in range(2):
         decisions = write_to_sinks(rows, settings, tuple(s for s in SINKS if s != "kafka"), "twice")
     assert sum(decisions.values()) == len(transactions)
@@ -35,8 +36,12 @@ def test_rows_written_twice_are_held_once_with_their_values(pipeline, spark):
     # the stream and the backfill write this table too: the same feature struct
     assert delta.schema[FEATURES_COLUMN].dataType == FEATURES_TYPE
     with connect(settings) as conn, conn.cursor(dictionary=True) as cur:
-        cur.execute("SELECT transaction_id, tx_amount, kafka_timestamp FROM scored_transactions")
+        cur.execute("SELECT transaction_id, tx_datetime, tx_amount, kafka_timestamp FROM scored_transactions")
         stored = pd.DataFrame(cur.fetchall()).set_index("transaction_id").sort_index()
-    assert (stored.kafka_timestamp == datetime(2026, 1, 1, 12, 0, 0, 123456)).all()
-    amounts = transactions.set_index("TRANSACTION_ID").TX_AMOUNT.sort_index()
-    assert (stored.tx_amount.to_numpy() == amounts.to_numpy()).all()
+    sent = transactions.set_index("TRANSACTION_ID").sort_index()
+    assert (stored.kafka_timestamp == datetime(2026, 1, 1, 12, 0, 0, 123000)).all()
+    assert (stored.tx_datetime.to_numpy() == sent.TX_DATETIME.to_numpy()).all()
+    assert (stored.tx_amount.to_numpy() == sent.TX_AMOUNT.to_numpy()).all()
+    times = delta.select("transaction_id", F.unix_micros("tx_datetime").alias("us")).toPandas().set_index(
+        "transaction_id").sort_index()
+    assert (times.us.to_numpy() == sent.TX_DATETIME.to_numpy("datetime64[us]").view("int64")).all()
