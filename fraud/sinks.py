@@ -67,14 +67,16 @@ def with_retries(write: Callable[[], None], sink: str, stop: threading.Event | N
     stop = stop or threading.Event()
 
     def warn(state: tenacity.RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome is not None else None
+        assert error is not None  # a retry follows a failed attempt (retry_if_exception)
         log.warning("%s unavailable (%s); retrying in %.0fs (%.0fs of %.0fs patience used)", sink,
-                    _first_line(state.outcome.exception()), state.upcoming_sleep, state.seconds_since_start,
-                    patience_s)
+                    _first_line(error), state.upcoming_sleep, state.seconds_since_start, patience_s)
 
     retrying = tenacity.Retrying(
         retry=tenacity.retry_if_exception(transient),
-        stop=tenacity.stop_any(tenacity.stop_after_delay(patience_s), lambda _: stop.is_set()),
-        wait=tenacity.wait_exponential(multiplier=1, min=1, max=15), sleep=stop.wait, before_sleep=warn,
+        stop=tenacity.stop_any(tenacity.stop_after_delay(patience_s), tenacity.stop_when_event_set(stop)),
+        wait=tenacity.wait_exponential(multiplier=1, min=1, max=15), sleep=tenacity.sleep_using_event(stop),
+        before_sleep=warn,
         reraise=True)
     try:
         retrying(write)
@@ -183,6 +185,7 @@ def _time_range_to_replace(df: DataFrame, path: str) -> str | None:
     if "tx_datetime" not in df.columns:
         return None
     bounds = df.agg(F.min(F.unix_micros("tx_datetime")), F.max(F.unix_micros("tx_datetime"))).first()
+    assert bounds is not None  # an aggregate without grouping has one row
     if bounds[0] is None:
         return None
     predicate = f"tx_datetime >= timestamp_micros({bounds[0]}) AND tx_datetime <= timestamp_micros({bounds[1]})"
