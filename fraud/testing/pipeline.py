@@ -77,29 +77,36 @@ class StreamProcess:
                 start_new_session=True)
         return self
 
+    def _started(self) -> subprocess.Popen:
+        if self.proc is None:
+            raise RuntimeError("the stream process was not started")
+        return self.proc
+
     def kill(self) -> None:
-        os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait()
+        proc = self._started()
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
     def stop(self) -> int:
         """A clean stop: SIGTERM to the driver only (it stops the queries, then its JVM)."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+        proc = self._started()
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
             try:
-                self.proc.wait(120)
+                proc.wait(120)
             except subprocess.TimeoutExpired:
                 self.kill()
-        return self.proc.returncode
+        return proc.returncode
 
     def log_tail(self, lines: int = 40) -> str:
         return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
 
     def wait_for(self, condition: Callable[[], bool], timeout: float, what: str) -> None:
         """Poll ``condition`` until true; fail with the stream's log if it times out or the stream died."""
-        deadline = time.monotonic() + timeout
+        proc, deadline = self._started(), time.monotonic() + timeout
         while not condition():
-            if self.proc.poll() is not None:
-                raise AssertionError(f"the stream exited ({self.proc.returncode}) before {what}:\n{self.log_tail()}")
+            if proc.poll() is not None:
+                raise AssertionError(f"the stream exited ({proc.returncode}) before {what}:\n{self.log_tail()}")
             if time.monotonic() > deadline:
                 raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}:\n{self.log_tail()}")
             time.sleep(2)
@@ -121,18 +128,19 @@ def es_ids(settings: Settings) -> list[int]:
     es = elasticsearch_client(settings)
     index = settings.elasticsearch.index
     es.indices.refresh(index=index)
+    # the client's stubs type search's source as bool or a mapping; Elasticsearch takes a list of fields too
     ids, page = [], es.search(index=index, query={"match_all": {}}, size=5000, sort=["transaction_id"],
-                             source=["transaction_id"])
+                             source=["transaction_id"])  # type: ignore[arg-type]
     while page["hits"]["hits"]:
         hits = page["hits"]["hits"]
         ids += [hit["_source"]["transaction_id"] for hit in hits]
         page = es.search(index=index, query={"match_all": {}}, size=5000, sort=["transaction_id"],
-                         source=["transaction_id"], search_after=hits[-1]["sort"])
+                         source=["transaction_id"], search_after=hits[-1]["sort"])  # type: ignore[arg-type]
     return ids
 
 
-def topic_records(settings: Settings, topic: str) -> list[tuple[bytes, bytes]]:
-    """Every (key, value) in ``topic``, read from the beginning to its current end."""
+def topic_records(settings: Settings, topic: str) -> list[tuple[bytes | None, bytes | None]]:
+    """Every (key, value) in ``topic``, read from the beginning to its current end (None: a null key or value)."""
     return [(message.key(), message.value()) for message in read_topic(settings, topic)]
 
 
