@@ -122,8 +122,9 @@ def warm_start(spark: SparkSession, settings: Settings, history: str | Path | No
         seed = functools.partial(_seed, route=route, folder=str(folder), shards=conf.state_shards,
                                  delay_days=conf.delay_days, duplicate_days=conf.duplicate_days)
         written += keyed.mapInPandas(seed, "route string, shard int, keys long, records long").collect()
-    report: dict[str, object] = {route: {"keys": sum(r.keys for r in written if r.route == route),
-                      "records": sum(r.records for r in written if r.route == route)} for route in (CARD, TERMINAL)}
+    report: dict[str, object] = {
+        route: {"keys": sum(r.keys for r in written if r.route == route),
+                "records": sum(r.records for r in written if r.route == route)} for route in (CARD, TERMINAL)}
     report["history_end"] = str(end)
     log.info("warm start: %s", report)
     return report

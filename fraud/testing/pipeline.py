@@ -103,9 +103,9 @@ class StreamProcess:
 
     def wait_for(self, condition: Callable[[], bool], timeout: float, what: str) -> None:
         """Poll ``condition`` until true; fail with the stream's log if it times out or the stream died."""
-        proc, deadline = self._started(), time.monotonic() + timeout
+        deadline = time.monotonic() + timeout
         while not condition():
-            if proc.poll() is not None:
+            if (proc := self._started()).poll() is not None:
                 raise AssertionError(f"the stream exited ({proc.returncode}) before {what}:\n{self.log_tail()}")
             if time.monotonic() > deadline:
                 raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}:\n{self.log_tail()}")
