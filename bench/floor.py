@@ -14,7 +14,7 @@ the step's rate and measures it exactly as it measures the stream.
 from __future__ import annotations
 
 import sys
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import pandas as pd
 from pyspark.sql import DataFrame
@@ -32,7 +32,7 @@ from udfs.scoring import score_column
 KINDS = ("stateless", "stateful")
 
 
-def _count_per_card(key: tuple, frames: Iterator[pd.DataFrame], state: GroupState) -> Iterator[pd.DataFrame]:
+def _count_per_card(key: tuple, frames: Iterable[pd.DataFrame], state: GroupState) -> Iterator[pd.DataFrame]:
     seen = state.get[0] if state.exists else 0
     for frame in frames:
         seen += len(frame)

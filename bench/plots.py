@@ -18,9 +18,10 @@ MAX_POINTS = 20_000
 
 def step_plot(step: Step, path: Path) -> None:
     """Latency of each scored transaction by send time (with 5-s p50 / p99), and the lag, over the step."""
-    summary = step.summary
+    summary, latency, lag = step.summary, step.latency, step.lag
+    if latency is None or lag is None:
+        raise ValueError(f"{step.kind} {step.phase} at {step.rate}/s: no series to plot (the run failed)")
     figure, (top, bottom) = plt.subplots(2, 1, figsize=(10, 7), sharex=True)
-    latency = step.latency
     if len(latency):
         shown = latency.sample(MAX_POINTS, random_state=0) if len(latency) > MAX_POINTS else latency
         top.scatter(shown.sent_s, shown.latency_s, s=2, alpha=0.3, color="tab:blue", label="transaction")
@@ -35,7 +36,7 @@ def step_plot(step: Step, path: Path) -> None:
                   f"{summary['scored_rate'] or 0:,}/s, {unscored:,} unscored at the end")
     if len(latency):
         top.legend(loc="upper left")
-    lag = step.lag[step.lag.t_s >= 0]  # not the priming before the step
+    lag = lag[lag.t_s >= 0]  # not the priming before the step
     bottom.plot(lag.t_s, lag.lag, color="tab:red")
     bottom.set_ylabel("lag (sent - scored)")
     bottom.set_xlabel("seconds since the step started (send time)")

@@ -24,7 +24,7 @@ from __future__ import annotations
 import statistics
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, TypeVar
 
 import pandas as pd
 from pyspark.sql import functions as F
@@ -42,6 +42,7 @@ from udfs.scoring import score_column, score_features
 ROWS = {False: 500_000, True: 50_000}  # full, quick
 REPEATS = 3
 TARGET_RATIO = 0.6
+T = TypeVar("T")
 
 
 def feature_rows(rows: int) -> pd.DataFrame:
@@ -50,7 +51,7 @@ def feature_rows(rows: int) -> pd.DataFrame:
     return add_all_features_pandas(transactions).tail(rows).reset_index(drop=True)
 
 
-def median_seconds(work: Callable[[], object], repeats: int = REPEATS) -> tuple[float, object]:
+def median_seconds(work: Callable[[], T], repeats: int = REPEATS) -> tuple[float, T]:
     """Median wall-clock seconds of ``work`` over ``repeats`` runs after one warm-up run; and its last result."""
     result = work()
     seconds = []

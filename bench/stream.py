@@ -46,7 +46,7 @@ import traceback
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, Protocol, TypedDict
 
 import numpy as np
 import pandas as pd
@@ -66,6 +66,7 @@ from fraud.process import resident_memory_mb
 from fraud.producer import Pace, load_history, replay
 from fraud.simulator import Simulator
 from fraud.stream.serving import newest_model
+from fraud.testing.pipeline import StreamProcess
 from fraud.testing.stack import running_test_stack
 from training.artifacts import load_model
 from udfs.scoring import score_features
@@ -138,7 +139,7 @@ def percentiles(values: np.ndarray, waited: np.ndarray | None = None) -> dict:
     far): a percentile they reach is a lower bound."""
     waited = np.zeros(0) if waited is None else waited
     every = np.concatenate([values, waited])
-    summary = {"count": len(values), "missing": len(waited)}
+    summary: dict[str, float | None] = {"count": len(values), "missing": len(waited)}
     for q in PERCENTILES:
         value = float(np.percentile(every, q)) if len(every) else None
         bound = len(waited) > 0 and value is not None and (len(waited) > (1 - q / 100) * len(every)
@@ -259,14 +260,20 @@ def drain(stream, sampler: OffsetSampler, tail_s: float, began: float) -> None:
     if pace is not None and backlog > 4 * tail_s * pace:
         return
     while time.monotonic() < deadline and stream.proc.poll() is None:
-        _, sent, scored = sampler.latest()
+        latest = sampler.latest()
+        assert latest is not None  # sampled since the priming
+        _, sent, scored = latest
         if scored >= sent:
             return
         time.sleep(1)
 
 
+class Watcher(Protocol):
+    def halt(self) -> object: ...
+
+
 def run_step(stack: Settings, folder: Path, work: Path, plan: Plan, rows: Iterator, kind: str, phase: str,
-             rate_: int, seconds: float, watch: Callable[[Settings, object], object] | None = None) -> Step:
+             rate_: int, seconds: float, watch: Callable[[Settings, StreamProcess], Watcher] | None = None) -> Step:
     """One run of ``kind`` (KINDS) at ``rate_`` for ``seconds`` after the warm-up. ``watch(settings, stream)``
     starts a thread sampling what else the caller wants (halted with ``halt()``, its result in ``watched``)."""
     name = f"{kind}-{phase}-{rate_}"
@@ -325,11 +332,13 @@ def run_step(stack: Settings, folder: Path, work: Path, plan: Plan, rows: Iterat
 
 
 class MemorySampler(threading.Thread):
-    """Every second: the resident memory (bytes) of a process and all its descendants (JVMs, Python workers)."""
+    """Every second: the resident memory (bytes) of a process and all its descendants (JVMs, Python workers).
+    ``before_halt``: run first by ``halt()``."""
 
-    def __init__(self, pid: int):
+    def __init__(self, pid: int, before_halt: Callable[[], None] | None = None):
         super().__init__(daemon=True)
-        self.pid, self.samples = pid, []
+        self.pid, self.before_halt = pid, before_halt
+        self.samples: list[tuple[float, int]] = []
         self._halt = threading.Event()
         self.start()
 
@@ -338,6 +347,8 @@ class MemorySampler(threading.Thread):
             self.samples.append((time.time(), int(resident_memory_mb(self.pid) * 2 ** 20)))
 
     def halt(self) -> list[tuple[float, int]]:
+        if self.before_halt is not None:
+            self.before_halt()
         self._halt.set()
         self.join(10)
         return self.samples
@@ -358,7 +369,8 @@ def month_summary(step: Step, progress: pd.DataFrame, history: pd.DataFrame, pla
     return {"days": by_day.reset_index().round(3).to_dict("records"),
             "day_first_median_s": None if first is None else first.median_s,
             "day_last_median_s": None if last is None else last.median_s,
-            "growth": None if first is None or not first.median_s else round(last.median_s / first.median_s, 2),
+            "growth": None if first is None or last is None or not first.median_s else round(
+                last.median_s / first.median_s, 2),
             "peak_rss_gb": round(max((m for _, m in memory), default=0) / 1e9, 2)}
 
 
@@ -397,20 +409,26 @@ def warm_start_effect(history: pd.DataFrame, settings: Settings) -> dict:
             "ap_cold": ap["cold"], "ap_warm": ap["warm"]}
 
 
+class MonthProgress(TypedDict, total=False):
+    """What run_month's watcher collects: the stream's settings and start, its progress rows and scored records."""
+    settings: Settings
+    began: float
+    rows: pd.DataFrame
+    scored: pd.DataFrame
+
+
 def run_month(stack: Settings, out: Path, work: Path, plan: Plan, history: pd.DataFrame) -> Step:
     """``replay_days`` of the dataset at ``replay_rate`` into a stream with every sink; its summary's "month" is
     month_summary's."""
     days = history[history.TX_DATETIME < history.TX_DATETIME.iloc[0].normalize()
                    + pd.Timedelta(days=plan.replay_days)]
     seconds = len(days) / plan.replay_rate - plan.warmup_s
-    progress = {}
+    progress: MonthProgress = {}
 
-    def watch(settings: Settings, stream) -> MemorySampler:
+    def watch(settings: Settings, stream: StreamProcess) -> MemorySampler:
         progress["settings"], progress["began"] = settings, time.time()
-        sampler = MemorySampler(stream.proc.pid)
-        original = sampler.halt
 
-        def halt():  # read the stream's progress rows before the pipeline goes
+        def read_progress() -> None:  # the stream's progress rows, read before the pipeline goes
             with connect(settings) as conn, conn.cursor() as cur:
                 cur.execute("SELECT batch_id, UNIX_TIMESTAMP(reported_at), input_rows, duration_ms, state_keys, "
                             "state_records, state_bytes FROM stream_progress WHERE query_name = 'fraud-decision'")
@@ -418,9 +436,8 @@ def run_month(stack: Settings, out: Path, work: Path, plan: Plan, history: pd.Da
                     "batch_id", "reported_at", "input_rows", "duration_ms", "state_keys", "state_records",
                     "state_bytes"]).astype(float)
             progress["scored"] = scored_features(settings, settings.kafka.topics.scored)
-            return original()
-        sampler.halt = halt
-        return sampler
+        assert stream.proc is not None  # watch is given the started stream
+        return MemorySampler(stream.proc.pid, before_halt=read_progress)
 
     step = run_step(stack, out, work, plan, iter(days.itertuples(index=False)), "stream", "month",
                     plan.replay_rate, seconds, watch)

@@ -4,9 +4,11 @@ from __future__ import annotations
 import json
 import threading
 import time
+from typing import Any
 
 import numpy as np
 import pandas as pd
+from confluent_kafka import Message
 
 from fraud.clients.kafka import end_offsets, kafka_consumer, read_topic
 from fraud.config import Settings
@@ -27,8 +29,8 @@ class OffsetSampler(threading.Thread):
         try:
             while not self._halt.is_set():
                 now = time.time()
-                counts = [sum(end_offsets(consumer, topic).values()) for topic in self.topics]
-                self.samples.append((now, *counts))
+                produced, processed = (sum(end_offsets(consumer, topic).values()) for topic in self.topics)
+                self.samples.append((now, produced, processed))
                 self._halt.wait(max(0.0, now + self.every_s - time.time()))
         finally:
             consumer.close()
@@ -42,6 +44,14 @@ class OffsetSampler(threading.Thread):
         return self.samples
 
 
+def _json_value(message: Message) -> Any:
+    """The record's value parsed from JSON (the result topic's records always have one)."""
+    value = message.value()
+    if value is None:
+        raise ValueError(f"{message.topic()} [{message.partition()}] @{message.offset()}: a record without a value")
+    return json.loads(value)
+
+
 def record_times_ms(settings: Settings, topic: str) -> np.ndarray:
     """The Kafka timestamp (ms) of every record of ``topic``: for the raw topic, when the producer sent it."""
     return np.asarray([message.timestamp()[1] for message in read_topic(settings, topic)], dtype=np.int64)
@@ -51,7 +61,7 @@ def scored_times_ms(settings: Settings, topic: str) -> pd.DataFrame:
     """One row per scored transaction (its first record): ``sent_ms``, the raw record's timestamp (the row's
     ``kafka_timestamp``), and ``scored_ms``, the result record's timestamp."""
     rows = [(row["transaction_id"], row["kafka_timestamp"], message.timestamp()[1])
-            for message in read_topic(settings, topic) for row in [json.loads(message.value())]]
+            for message in read_topic(settings, topic) for row in [_json_value(message)]]
     frame = pd.DataFrame(rows, columns=["transaction_id", "kafka_timestamp", "scored_ms"])
     sent = pd.to_datetime(frame.kafka_timestamp, utc=True, format="ISO8601")
     frame["sent_ms"] = (sent - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(milliseconds=1)
@@ -62,9 +72,9 @@ def scored_times_ms(settings: Settings, topic: str) -> pd.DataFrame:
 def scored_features(settings: Settings, topic: str) -> pd.DataFrame:
     """One row per scored transaction (its first record), indexed by transaction id: ``fraud_score`` and every
     feature of the record's ``features`` object."""
-    rows = {}
+    rows: dict[int, dict[str, float | None]] = {}
     for message in read_topic(settings, topic):
-        row = json.loads(message.value())
+        row = _json_value(message)
         rows.setdefault(row["transaction_id"], {"fraud_score": row["fraud_score"], **row["features"]})
     return pd.DataFrame.from_dict(rows, orient="index")
 

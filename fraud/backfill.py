@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TypedDict
 
 from pyspark.sql import SparkSession
 
@@ -14,8 +15,16 @@ from fraud.sinks import write_to_sinks
 from training.artifacts import load_model
 
 
+class BackfillReport(TypedDict):
+    rows: int
+    model_version: str
+    sinks: list[str]
+    decisions: dict[str, int]  # rows per decision
+    seconds: float
+
+
 def backfill(spark: SparkSession, settings: Settings, input_path: str | Path, model_dir: str | Path,
-             sinks: tuple[str, ...], delay_days: int = LABEL_DELAY_DAYS) -> dict[str, object]:
+             sinks: tuple[str, ...], delay_days: int = LABEL_DELAY_DAYS) -> BackfillReport:
     """Score every transaction at ``input_path`` and write one row per transaction to each sink.
 
     Idempotent: the sinks are keyed by transaction id, so rerunning the same

@@ -26,15 +26,16 @@ def add_calendar_features(df: DataFrame) -> DataFrame:
 def _as_micros(df: DataFrame) -> tuple[DataFrame, dict[str, DataType]]:
     """``df`` with every timestamp column as int64 µs since the epoch (pandas cannot hold every instant Spark can),
     and those columns' types, to restore them."""
-    times = {f.name: f.dataType for f in df.schema.fields if isinstance(f.dataType, (TimestampType, TimestampNTZType))}
+    times: dict[str, DataType] = {f.name: f.dataType for f in df.schema.fields
+                                  if isinstance(f.dataType, (TimestampType, TimestampNTZType))}
     return df.select(*(F.unix_micros(F.col(c).cast("timestamp")).alias(c) if c in times else F.col(c)
                        for c in df.columns)), times
 
 
 def _key_stage(frames: Iterator[pd.DataFrame], *, route: str, delay_days: int) -> Iterator[pd.DataFrame]:
     """mapInPandas body: every row of the partition's cards (or terminals) at once, with the route's features."""
-    frames = list(frames)
-    rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    batch = list(frames)
+    rows = pd.concat(batch, ignore_index=True) if batch else pd.DataFrame()
     if len(rows):
         times = rows["TX_DATETIME"].to_numpy("int64")
         computed, names = ((card_features_of(rows, times), CUSTOMER_FEATURES) if route == "card" else
@@ -53,7 +54,9 @@ def add_all_features(df: DataFrame, delay_days: int = LABEL_DELAY_DAYS) -> DataF
     """
     if delay_days <= 0:
         raise ValueError(f"delay_days must be positive (labels are not known at once), got {delay_days}")
-    partitions = int(df.sparkSession.conf.get("spark.sql.shuffle.partitions"))
+    shuffle_partitions = df.sparkSession.conf.get("spark.sql.shuffle.partitions")
+    assert shuffle_partitions is not None  # a SQL setting with a default: never unset
+    partitions = int(shuffle_partitions)
     rows, times = _as_micros(df)
     with_cards = StructType([*rows.schema.fields, *(StructField(n, DoubleType()) for n in CUSTOMER_FEATURES)])
     with_both = StructType([*with_cards.fields, *(StructField(n, DoubleType()) for n in TERMINAL_FEATURES)])

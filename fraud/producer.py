@@ -34,15 +34,18 @@ class Pace:
     rate: float | None = None
     speedup: float | None = None
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if (self.rate is None) == (self.speedup is None):
             raise ValueError("give exactly one of rate (events/s) or speedup")
-        if (self.rate or self.speedup) <= 0:
+        if any(pace is not None and pace <= 0 for pace in (self.rate, self.speedup)):
             raise ValueError("rate and speedup must be positive")
 
     def due(self, index: int, event_seconds: float) -> float:
         """Seconds after the start at which event number ``index`` (event time offset given) is due."""
-        return index / self.rate if self.rate else event_seconds / self.speedup
+        if self.rate is not None:
+            return index / self.rate
+        assert self.speedup is not None  # exactly one of them is given (__post_init__)
+        return event_seconds / self.speedup
 
 
 def load_history(path: str | Path, start: str | None = None) -> pd.DataFrame:

@@ -41,11 +41,12 @@ def _child(args: list[str], log: Path) -> Child:
 def last_produced(settings: Settings, below: int | None = None) -> tuple[datetime | None, int | None]:
     """Event time and id of the newest transaction (id <= ``below``, if given) among the last TAIL records of
     each partition of the raw topic: Kafka, not the sinks, knows what was sent but not yet scored."""
-    topic, best = settings.kafka.topics.raw, (None, None)
+    topic = settings.kafka.topics.raw
+    best: tuple[datetime | None, int | None] = (None, None)
     tails = {p: end - TAIL for p, end in topic_end_offsets(settings, topic).items()}
     for message in read_topic(settings, topic, start=tails):
         try:
-            event = json.loads(message.value())
+            event = json.loads(message.value() or b"")
             candidate = (datetime.fromisoformat(event["tx_datetime"]), int(event["transaction_id"]))
         except (TypeError, ValueError, KeyError):  # a broken record: the dead letters' business
             continue

@@ -67,14 +67,16 @@ def with_retries(write: Callable[[], None], sink: str, stop: threading.Event | N
     stop = stop or threading.Event()
 
     def warn(state: tenacity.RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome is not None else None
+        assert error is not None  # a retry follows a failed attempt (retry_if_exception)
         log.warning("%s unavailable (%s); retrying in %.0fs (%.0fs of %.0fs patience used)", sink,
-                    _first_line(state.outcome.exception()), state.upcoming_sleep, state.seconds_since_start,
-                    patience_s)
+                    _first_line(error), state.upcoming_sleep, state.seconds_since_start, patience_s)
 
     retrying = tenacity.Retrying(
         retry=tenacity.retry_if_exception(transient),
-        stop=tenacity.stop_any(tenacity.stop_after_delay(patience_s), lambda _: stop.is_set()),
-        wait=tenacity.wait_exponential(multiplier=1, min=1, max=15), sleep=stop.wait, before_sleep=warn,
+        stop=tenacity.stop_any(tenacity.stop_after_delay(patience_s), tenacity.stop_when_event_set(stop)),
+        wait=tenacity.wait_exponential(multiplier=1, min=1, max=15), sleep=tenacity.sleep_using_event(stop),
+        before_sleep=warn,
         reraise=True)
     try:
         retrying(write)
@@ -188,11 +190,22 @@ def upsert_labels(labels: DataFrame, path: str) -> None:
     if not DeltaTable.isDeltaTable(spark, path):
         latest.write.format("delta").mode("append").save(path)
         return
-    bounds = latest.agg(F.min(F.unix_micros("tx_datetime")), F.max(F.unix_micros("tx_datetime"))).first()
+    in_range = _time_range(latest, "t.")
+    if in_range is None:
+        return
     (DeltaTable.forPath(spark, path).alias("t")
-        .merge(latest.alias("s"), f"t.{KEY} = s.{KEY} AND t.tx_datetime >= timestamp_micros({bounds[0]}) "
-                                  f"AND t.tx_datetime <= timestamp_micros({bounds[1]})")
+        .merge(latest.alias("s"), f"t.{KEY} = s.{KEY} AND {in_range}")
         .whenMatchedUpdateAll(condition="t.tx_fraud <> s.tx_fraud").whenNotMatchedInsertAll().execute())
+
+
+def _time_range(df: DataFrame, prefix: str = "") -> str | None:
+    """The SQL predicate "``prefix``tx_datetime within ``df``'s tx_datetime range" (None when ``df`` is empty)."""
+    bounds = df.agg(F.min(F.unix_micros("tx_datetime")), F.max(F.unix_micros("tx_datetime"))).first()
+    assert bounds is not None  # an aggregate without grouping has one row
+    if bounds[0] is None:
+        return None
+    return (f"{prefix}tx_datetime >= timestamp_micros({bounds[0]}) "
+            f"AND {prefix}tx_datetime <= timestamp_micros({bounds[1]})")
 
 
 def _time_range_to_replace(df: DataFrame, path: str) -> str | None:
@@ -201,10 +214,9 @@ def _time_range_to_replace(df: DataFrame, path: str) -> str | None:
     and none of ``df``'s is elsewhere in the table: a re-score of a date range); else None (a MERGE is needed)."""
     if "tx_datetime" not in df.columns:
         return None
-    bounds = df.agg(F.min(F.unix_micros("tx_datetime")), F.max(F.unix_micros("tx_datetime"))).first()
-    if bounds[0] is None:
+    predicate = _time_range(df)
+    if predicate is None:
         return None
-    predicate = f"tx_datetime >= timestamp_micros({bounds[0]}) AND tx_datetime <= timestamp_micros({bounds[1]})"
     table = df.sparkSession.read.format("delta").load(path).select(KEY, F.expr(predicate).alias("inside"))
     rewritten = table.join(df.select(KEY, F.lit(True).alias("rewritten")), KEY, "left")
     lost_or_doubled = rewritten.where(F.col("inside") != F.col("rewritten").isNotNull()).limit(1).count()

@@ -44,7 +44,7 @@ def write_report(model_dir: Path, artifact: ModelArtifact, test: pd.DataFrame, s
 
     fig = Figure(figsize=(7, 4.5))
     ax = fig.subplots()
-    bins = np.linspace(0, 1, 51)
+    bins = np.linspace(0, 1, 51).tolist()
     ax.hist(scores[labels == 0], bins=bins, alpha=0.6, label="legitimate", log=True)
     ax.hist(scores[labels == 1], bins=bins, alpha=0.6, label="fraud", log=True)
     for name, value in (("review", review), ("block", block)):

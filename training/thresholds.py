@@ -8,6 +8,8 @@ Chosen on a validation week the model did not train on:
 """
 from __future__ import annotations
 
+from typing import TypedDict
+
 import numpy as np
 import pandas as pd
 from sklearn.metrics import precision_recall_curve
@@ -16,7 +18,12 @@ REVIEW_CARDS_PER_DAY = 100
 BLOCK_PRECISION = 0.90
 
 
-def choose_thresholds(validation: pd.DataFrame, scores: np.ndarray) -> dict[str, dict[str, object]]:
+class Threshold(TypedDict):
+    value: float
+    how: str
+
+
+def choose_thresholds(validation: pd.DataFrame, scores: np.ndarray) -> dict[str, Threshold]:
     frame = pd.DataFrame({"day": validation.TX_DATETIME.dt.floor("D").to_numpy(),
                           "card": validation.CUSTOMER_ID.to_numpy(), "score": scores})
     daily_cutoffs = [cards.nlargest(REVIEW_CARDS_PER_DAY).min()

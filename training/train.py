@@ -67,7 +67,7 @@ def feature_frame(spark: SparkSession, data: str | Path, split: Split, columns: 
     features = add_all_features(history, delay_days=split.delay_days)
     scenario = ["TX_FRAUD_SCENARIO"] if "TX_FRAUD_SCENARIO" in history.columns else []  # the handbook's data
     keep = ["TRANSACTION_ID", "TX_DATETIME", "CUSTOMER_ID", "TX_FRAUD", *scenario, *columns]
-    frame = features.where(F.col("TX_DATETIME") >= start).select(*dict.fromkeys(keep)).toPandas()
+    frame: pd.DataFrame = features.where(F.col("TX_DATETIME") >= start).select(*dict.fromkeys(keep)).toPandas()
     if frame.empty:
         raise ValueError(f"no transactions between {start} and {end} in {data}")
     return frame.sort_values("TRANSACTION_ID", ignore_index=True)

@@ -38,7 +38,7 @@ def scoring_udf(spark: SparkSession, artifact: ModelArtifact):
     """A pandas UDF over a struct of the model's features; the model travels as one broadcast."""
     shipped = spark.sparkContext.broadcast(artifact)
 
-    @pandas_udf(SCORE_TYPE)
+    @pandas_udf(SCORE_TYPE)  # type: ignore[call-overload]  # stubs lack the type-hinted (Spark 3) form
     def score(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         model = shipped.value  # deserialised once per Python worker process
         for features in batches:

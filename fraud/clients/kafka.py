@@ -20,7 +20,7 @@ def kafka_producer(settings: Settings, **config) -> Producer:
 
 def kafka_admin(settings: Settings) -> AdminClient:
     """The admin client (topics, configs). Keep it referenced until the futures it returned are done."""
-    return AdminClient(settings.kafka.client_config())
+    return AdminClient({**settings.kafka.client_config()})
 
 
 def kafka_consumer(settings: Settings, purpose: str) -> Consumer:
@@ -64,9 +64,10 @@ def read_topic(settings: Settings, topic: str, start: dict[int, int] | None = No
             if not messages and time.monotonic() > deadline:
                 raise TimeoutError(f"{topic}: nothing read for {patience_s:.0f}s at {position} (ends {ends})")
             for message in messages:
-                if message.error() or message.offset() >= ends[message.partition()]:
+                partition, offset = message.partition(), message.offset()
+                if message.error() or partition is None or offset is None or offset >= ends[partition]:
                     continue
-                position[message.partition()] = message.offset() + 1
+                position[partition] = offset + 1
                 yield message
             if messages:
                 deadline = time.monotonic() + patience_s

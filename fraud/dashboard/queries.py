@@ -73,8 +73,8 @@ def latest_alerts(es: Elasticsearch, index: str, search: str = "", decision: str
                   size: int = 50) -> dict:
     """The newest review/block decisions (or ``decision`` only), newest scoring first. ``search``: digits match a
     transaction, customer or terminal id; words match the reason codes."""
-    filters = [{"term": {"decision": decision}} if decision else FLAGGED,
-               {"range": {"fraud_score": {"gte": min_score}}}]
+    filters: list[dict] = [{"term": {"decision": decision}} if decision else FLAGGED,
+                           {"range": {"fraud_score": {"gte": min_score}}}]
     search = search.strip()
     if search.isdigit():
         filters.append({"bool": {"should": [{"term": {field: int(search)}}
@@ -82,7 +82,9 @@ def latest_alerts(es: Elasticsearch, index: str, search: str = "", decision: str
     elif search:
         filters.append({"simple_query_string": {"query": search, "fields": ["reason_codes"],
                                                 "default_operator": "and"}})
-    result = es.search(index=index, size=size, query={"bool": {"filter": filters}}, source=ALERT_FIELDS,
+    # source: the client's stubs type it as bool or a mapping; Elasticsearch takes a list of fields too
+    result = es.search(index=index, size=size, query={"bool": {"filter": filters}},
+                       source=ALERT_FIELDS,  # type: ignore[arg-type]
                        sort=[{"scored_at": "desc"}, {"transaction_id": "desc"}], track_total_hits=True)
     alerts = [{**hit["_source"], **{field: _time(hit["_source"][field]).isoformat(timespec="milliseconds")
                                     for field in ("tx_datetime", "scored_at") if field in hit["_source"]}}
@@ -163,15 +165,16 @@ def _rates(outcome: dict) -> dict:
 def scoring_status(es: Elasticsearch, index: str) -> dict:
     """Documents, the model version of the newest score, and the latency percentiles from Kafka to the decision on
     the result topic (``decided_at``) of the newest LATENCY_SAMPLE scored transactions."""
+    # source (twice): the client's stubs type it as bool or a mapping; Elasticsearch takes a list of fields too
     newest = es.search(index=index, size=1, query={"bool": {"filter": [SCORED]}}, sort=[{"scored_at": "desc"}],
-                       source=["model_version", "scored_at"], track_total_hits=True)
+                       source=["model_version", "scored_at"], track_total_hits=True)  # type: ignore[arg-type]
     hits = newest["hits"]["hits"]
     if not hits:
         return {"scored": 0, "model_version": None, "scored_at": None, "latency_s": None}
     recent = es.search(index=index, size=LATENCY_SAMPLE, sort=[{"scored_at": "desc"}],
                        query={"bool": {"filter": [SCORED, {"exists": {"field": "kafka_timestamp"}},
                                                   {"exists": {"field": "decided_at"}}]}},
-                       source=["decided_at", "kafka_timestamp"])["hits"]["hits"]
+                       source=["decided_at", "kafka_timestamp"])["hits"]["hits"]  # type: ignore[arg-type]
     seconds = pd.Series([(_time(h["_source"]["decided_at"]) - _time(h["_source"]["kafka_timestamp"])).total_seconds()
                          for h in recent])
     return {"scored": newest["hits"]["total"]["value"], "model_version": hits[0]["_source"]["model_version"],

@@ -70,12 +70,15 @@ def _stage(frames: Iterator[pd.DataFrame], *, route: str, folder: str, shards: i
     transactions with the route's features added, and the rows the route does not take as they came (features
     null): the dead letters, those the card stage makes of a used transaction id given to another transaction
     (``repeated_ids``), and the labels at the terminal stage. A transaction sent again is not yielded."""
-    frames = [frame for frame in frames if len(frame)]
-    if not frames:
+    nonempty = [frame for frame in frames if len(frame)]
+    if not nonempty:
         return
     context = TaskContext.get()
-    batch_id, owner = int(context.getLocalProperty(BATCH_ID)), context.getLocalProperty(QUERY_ID)
-    rows = pd.concat(frames, ignore_index=True)
+    assert context is not None  # a mapInPandas body runs in a Spark task
+    batch, owner = context.getLocalProperty(BATCH_ID), context.getLocalProperty(QUERY_ID)
+    assert batch is not None  # set on every task of a streaming micro-batch
+    batch_id = int(batch)
+    rows = pd.concat(nonempty, ignore_index=True)
     valid = rows["reason"].isna()
     mine = valid
     passing = rows[~valid]

@@ -23,9 +23,11 @@ log = logging.getLogger(__name__)
 def offsets_behind(latest: str | None, end: str | None) -> int | None:
     """Records the source had not read at the end of the batch: sum over topic partitions of latest − end offset
     (Spark's Kafka source progress gives both as JSON ``{"topic": {"0": offset, ...}}``)."""
+    if latest is None or end is None:  # none yet
+        return None
     try:
         latest_offsets, end_offsets = json.loads(latest), json.loads(end)
-    except (TypeError, ValueError):  # not a Kafka source's offsets (none yet, or another source)
+    except (TypeError, ValueError):  # not a Kafka source's offsets (another source)
         return None
     if not isinstance(latest_offsets, dict) or not isinstance(end_offsets, dict):
         return None

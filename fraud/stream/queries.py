@@ -131,10 +131,12 @@ class Stream:
         topics = settings.kafka.topics
         spark.conf.set("spark.sql.shuffle.partitions", str(settings.stream.shuffle_partitions))
         spark.streams.addListener(ProgressToMysql(settings, {f"fraud-{DECISION}": state_folder(settings)}))
-        self.decision = self.delivery = None
+        self.decision: StreamingQuery | None = None
+        self.delivery: StreamingQuery | None = None
         if DECISION in parts:
-            self.sources = [kafka_source(spark, settings, [topic], settings.stream.max_offsets_per_trigger)
-                            for topic in (topics.raw, topics.labels)]
+            transactions, labels = (kafka_source(spark, settings, [topic], settings.stream.max_offsets_per_trigger)
+                                    for topic in (topics.raw, topics.labels))
+            self.sources = transactions, labels
             self.serving = self.models.model_for_start(settings.checkpoint_dir / DECISION)
             self.decision = decision_query(spark, settings, *self.sources, self.serving)
         delivered = tuple(sink for sink in sinks if sink in DELIVERED)
@@ -148,7 +150,9 @@ class Stream:
     def reload_model(self) -> None:
         """Serve the newest published model, if it is not the one served: the decision query stops between
         micro-batches and starts again from its checkpoint with it."""
-        newer = self.models.newer_than(self.serving) if self.decision else None
+        if self.decision is None:
+            return
+        newer = self.models.newer_than(self.serving)
         if newer is None:
             return
         log.info("a newer model was published: %s; restarting the decision query with it", newer)

@@ -193,11 +193,12 @@ def key_updates(keys: np.ndarray, owner: np.ndarray, records: np.ndarray, pendin
         count, labels, newest_us = starts[index + 1] - starts[index], pending[index], int(newest[index])
         if labels is not None and newest_us != never:
             labels = labels[labels["time"] >= newest_us - reach_us]
-        waiting = 0 if labels is None else len(labels)
-        if waiting:
+        waiting, waiting_bytes = 0, b""
+        if labels is not None and len(labels):
+            waiting, waiting_bytes = len(labels), labels.tobytes()
             newest_us = max(newest_us, int(labels["time"].max()))
         blob = (np.array([count, waiting], "<i8").tobytes() + raw[starts[index] * size:starts[index + 1] * size]
-                + (labels.tobytes() if waiting else b""))
+                + waiting_bytes)
         updates[key] = KeyUpdate(blob, newest_us, count + waiting)
     return updates
 

@@ -30,7 +30,7 @@ import sqlite3
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Mapping
+from typing import Iterator, Mapping, overload
 
 from fraud.stream.state import KeyUpdate
 
@@ -144,6 +144,12 @@ class ShardBatch:
         if kept:
             self.conn.execute("DELETE FROM decided WHERE time < ?", (older_than_us,))
         return kept
+
+    @overload
+    def newest_seen(self, event_us: int) -> int: ...
+
+    @overload
+    def newest_seen(self, event_us: int | None = None) -> int | None: ...
 
     def newest_seen(self, event_us: int | None = None) -> int | None:
         """The newest event time the shard has seen, raised to ``event_us`` when given."""

@@ -60,10 +60,10 @@ def _seed(frames: Iterator[pd.DataFrame], *, route: str, folder: str, shards: in
           delay_days: int, duplicate_days: int) -> Iterator[pd.DataFrame]:
     """mapInPandas body: every key of a partition's history rows into its shard's state (micro-batch -1), and
     for cards the ids of the last ``duplicate_days`` as decided."""
-    frames = [frame for frame in frames if len(frame)]
-    if not frames:
+    nonempty = [frame for frame in frames if len(frame)]
+    if not nonempty:
         return
-    rows = pd.concat(frames, ignore_index=True)
+    rows = pd.concat(nonempty, ignore_index=True)
     for shard, part in rows.groupby("shard"):
         part = part.sort_values(["key", "event_us", "TRANSACTION_ID"], kind="stable")
         keys, owner = np.unique(part["key"].to_numpy(dtype=object), return_inverse=True)
@@ -104,7 +104,9 @@ def warm_start(spark: SparkSession, settings: Settings, history: str | Path | No
         raise StateMismatchError(f"{folder} already holds state: a warm start seeds a new deployment only (remove "
                                  f"{folder} and the checkpoints under {settings.checkpoint_dir} to start over)")
     transactions = read_transactions(spark, history) if history else archived_history(spark, settings)
-    end = transactions.agg(F.max("TX_DATETIME")).first()[0]
+    last = transactions.agg(F.max("TX_DATETIME")).first()
+    assert last is not None  # an aggregate without grouping has one row
+    end = last[0]
     if end is None:
         raise StateMismatchError(f"{history or settings.raw_table}: the history is empty, nothing to seed")
     conf = settings.stream
@@ -120,8 +122,9 @@ def warm_start(spark: SparkSession, settings: Settings, history: str | Path | No
         seed = functools.partial(_seed, route=route, folder=str(folder), shards=conf.state_shards,
                                  delay_days=conf.delay_days, duplicate_days=conf.duplicate_days)
         written += keyed.mapInPandas(seed, "route string, shard int, keys long, records long").collect()
-    report = {route: {"keys": sum(r.keys for r in written if r.route == route),
-                      "records": sum(r.records for r in written if r.route == route)} for route in (CARD, TERMINAL)}
+    report: dict[str, object] = {
+        route: {"keys": sum(r.keys for r in written if r.route == route),
+                "records": sum(r.records for r in written if r.route == route)} for route in (CARD, TERMINAL)}
     report["history_end"] = str(end)
     log.info("warm start: %s", report)
     return report

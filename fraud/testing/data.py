@@ -42,10 +42,11 @@ VALID = {"transaction_id": 7, "tx_datetime": "2018-04-01T00:00:31", "customer_id
          "tx_amount": 57.16}
 
 
-def utc_us(*moment: int) -> int:
+def utc_us(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0,
+           microsecond: int = 0) -> int:
     """µs since the epoch of a UTC date-time given as datetime's arguments."""
-    return (datetime(*moment, tzinfo=timezone.utc) - datetime(1970, 1, 1, tzinfo=timezone.utc)) // timedelta(
-        microseconds=1)
+    moment = datetime(year, month, day, hour, minute, second, microsecond, tzinfo=timezone.utc)
+    return (moment - datetime(1970, 1, 1, tzinfo=timezone.utc)) // timedelta(microseconds=1)
 
 
 def shown(value: bytes | str | None) -> str | None:

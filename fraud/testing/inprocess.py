@@ -15,6 +15,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 from pyspark.sql import SparkSession
+from pyspark.sql.streaming import StreamingQuery
 from pyspark.sql.types import BinaryType, IntegerType, LongType, StringType, StructField, StructType, TimestampType
 
 from fraud.config import PROJECT_ROOT, Settings
@@ -40,13 +41,13 @@ class InProcessStream:
             (self.inbox / topic).mkdir(parents=True, exist_ok=True)
         self.published: list[dict] = []  # every record published, by every run of the query (replays again)
         self.offsets: dict[tuple[str, int], int] = defaultdict(int)
-        self.query = None
+        self.query: StreamingQuery | None = None
 
     def start(self) -> "InProcessStream":
         topics = self.settings.kafka.topics
-        sources = [self.spark.readStream.schema(KAFKA_RECORD).parquet(str(self.inbox / topic))
-                   for topic in (topics.raw, topics.labels)]
-        self.query = decision_query(self.spark, self.settings, *sources, self.model, self._keep)
+        transactions, labels = (self.spark.readStream.schema(KAFKA_RECORD).parquet(str(self.inbox / topic))
+                                for topic in (topics.raw, topics.labels))
+        self.query = decision_query(self.spark, self.settings, transactions, labels, self.model, self._keep)
         return self
 
     def _keep(self, records, batch_id: int) -> None:
@@ -75,6 +76,7 @@ class InProcessStream:
 
     def process(self) -> list[dict]:
         """Run micro-batches until every file sent is read; returns the records published meanwhile."""
+        assert self.query is not None, "start() first"
         before = len(self.published)
         self.query.processAllAvailable()
         return self.published[before:]

@@ -79,15 +79,18 @@ class StreamProcess:
     def proc(self) -> psutil.Popen | None:
         return self.child.proc if self.child else None
 
+    def _started(self) -> Child:
+        if self.child is None:
+            raise RuntimeError("the stream process was not started")
+        return self.child
+
     def kill(self) -> None:
         """kill -9 of the whole process group."""
-        assert self.child is not None, "not started"
-        self.child.kill()
+        self._started().kill()
 
     def stop(self) -> int | None:
         """A clean stop: SIGTERM to the driver only (it stops the queries, then its JVM); killed after 2 minutes."""
-        assert self.child is not None, "not started"
-        return self.child.stop(signal.SIGTERM, patience_s=120)
+        return self._started().stop(signal.SIGTERM, patience_s=120)
 
     def log_tail(self, lines: int = 40) -> str:
         return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
@@ -96,8 +99,8 @@ class StreamProcess:
         """Poll ``condition`` until true; fail with the stream's log if it times out or the stream died."""
         deadline = time.monotonic() + timeout
         while not condition():
-            if self.proc.poll() is not None:
-                raise AssertionError(f"the stream exited ({self.proc.returncode}) before {what}:\n{self.log_tail()}")
+            if (proc := self._started()).poll() is not None:
+                raise AssertionError(f"the stream exited ({proc.returncode}) before {what}:\n{self.log_tail()}")
             if time.monotonic() > deadline:
                 raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}:\n{self.log_tail()}")
             time.sleep(2)
@@ -119,18 +122,19 @@ def es_ids(settings: Settings) -> list[int]:
     es = elasticsearch_client(settings)
     index = settings.elasticsearch.index
     es.indices.refresh(index=index)
+    # the client's stubs type search's source as bool or a mapping; Elasticsearch takes a list of fields too
     ids, page = [], es.search(index=index, query={"match_all": {}}, size=5000, sort=["transaction_id"],
-                             source=["transaction_id"])
+                             source=["transaction_id"])  # type: ignore[arg-type]
     while page["hits"]["hits"]:
         hits = page["hits"]["hits"]
         ids += [hit["_source"]["transaction_id"] for hit in hits]
         page = es.search(index=index, query={"match_all": {}}, size=5000, sort=["transaction_id"],
-                         source=["transaction_id"], search_after=hits[-1]["sort"])
+                         source=["transaction_id"], search_after=hits[-1]["sort"])  # type: ignore[arg-type]
     return ids
 
 
-def topic_records(settings: Settings, topic: str) -> list[tuple[bytes, bytes]]:
-    """Every (key, value) in ``topic``, read from the beginning to its current end."""
+def topic_records(settings: Settings, topic: str) -> list[tuple[bytes | None, bytes | None]]:
+    """Every (key, value) in ``topic``, read from the beginning to its current end (None: a null key or value)."""
     return [(message.key(), message.value()) for message in read_topic(settings, topic)]
 
 
