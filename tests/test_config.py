@@ -14,7 +14,7 @@ def test_defaults_come_from_conf_local_yaml(tmp_path: Path):
     assert settings.elasticsearch.url == "http://127.0.0.1:9200"
     assert settings.mysql.port == 3306
     assert settings.kafka.topics.raw == "transactions.raw"
-    assert settings.mysql.password == ""  # nothing in the environment nor a secrets file yet
+    assert settings.mysql.password.get_secret_value() == ""  # nothing in the environment nor a secrets file yet
 
 
 def test_environment_overrides_nested_keys(tmp_path: Path):
@@ -28,10 +28,10 @@ def test_environment_overrides_nested_keys(tmp_path: Path):
 
 def test_password_from_secrets_file_unless_environment_sets_it(tmp_path: Path):
     (tmp_path / "secrets.env").write_text("FRAUD_MYSQL_PASSWORD=from-file\n")
-    assert load_settings(env={"FRAUD_STATE_DIR": str(tmp_path)}).mysql.password == "from-file"
+    assert load_settings(env={"FRAUD_STATE_DIR": str(tmp_path)}).mysql.password.get_secret_value() == "from-file"
     env = {"FRAUD_STATE_DIR": str(tmp_path), "FRAUD_MYSQL_PASSWORD": "from-env"}
     settings = load_settings(env=env)
-    assert settings.mysql.password == "from-env"
+    assert settings.mysql.password.get_secret_value() == "from-env"
     assert "from-env" not in repr(settings)  # secrets stay out of logs
 
 

@@ -1,7 +1,6 @@
 """End to end against the real services: Kafka -> Spark -> MySQL, Elasticsearch, Delta, result topic."""
 from __future__ import annotations
 
-import dataclasses
 import json
 from datetime import datetime, timezone
 
@@ -52,7 +51,7 @@ def _result_topic_records(settings, start_offsets, first, last):
 @pytest.fixture()
 def settings(stack, tmp_path):
     """The test stack with a Delta folder of this test's own."""
-    return dataclasses.replace(stack, delta_dir=tmp_path / "delta")
+    return stack.model_copy(update={"delta_dir": tmp_path / "delta"})
 
 
 def test_events_reach_every_sink_with_their_values_and_a_replay_adds_no_duplicate(settings, spark, tmp_path):
