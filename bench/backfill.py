@@ -14,7 +14,6 @@ rerun 1.5x.
 """
 from __future__ import annotations
 
-import dataclasses
 import resource
 import shutil
 import time
@@ -68,7 +67,7 @@ def run_pandas(source: Path, target: Path) -> tuple[float, float, int]:
 def run_spark(source: Path, work: Path) -> tuple[float, float, float, int]:
     """Seconds for the first backfill (creates the table), session start, and a rerun into the same table, rows."""
     began = time.perf_counter()
-    settings = dataclasses.replace(load_settings(), delta_dir=work)
+    settings = load_settings().model_copy(update={"delta_dir": work})
     spark = build_spark_session(settings, "bench-backfill", master=f"local[{CORES}]", ui=False)
     started = time.perf_counter()
     try:

@@ -1,26 +1,32 @@
-"""Typed configuration: one frozen dataclass tree loaded from ``conf/*.yaml``.
+"""Typed configuration: pydantic-settings models loaded from ``conf/*.yaml``.
 
-Values come from the YAML file, then from ``FRAUD_*`` environment variables
-(``FRAUD_KAFKA_PORT=19092`` overrides ``kafka.port``), so tests, CI and users can
-move ports and state without editing files. Everything is validated at load time
-so bad configuration fails at start-up with a message naming the key.
+Values come from the YAML file (``base: local.yaml`` names a file it overrides key by key), then from
+``FRAUD_*`` environment variables named after the key's path (``FRAUD_KAFKA_PORT=19092`` overrides
+``kafka.port``, ``FRAUD_KAFKA_TOPICS_RAW`` ``kafka.topics.raw``; an empty variable is unset, ``null`` is null),
+so tests, CI and users can move ports and state without editing files. Passwords (``SecretStr``, never printed)
+come only from the environment or ``<state_dir>/secrets.env``, never from the YAML. The models validate
+everything at load time (types, ports, counts, the choices of a key, unknown keys), so bad configuration
+fails at start-up with a ``ConfigError`` naming the key.
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, get_type_hints
+from typing import Annotated, Any, ClassVar, Iterator, Literal, Mapping, Self
 
-import yaml
+from dotenv import dotenv_values
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticCustomError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
 
 _PACKAGE_PARENT = Path(__file__).resolve().parents[1]
 # imported from a zip (spark-submit --py-files), the project is the working directory
 PROJECT_ROOT = _PACKAGE_PARENT if _PACKAGE_PARENT.is_dir() else Path.cwd()
 CONF_DIR = PROJECT_ROOT / "conf"
 DEFAULT_CONFIG = CONF_DIR / "local.yaml"
+DEFAULT_STATE_DIR = PROJECT_ROOT / ".state"
 SHARED_DATA_DIR = PROJECT_ROOT.parent / "shared" / "data" / "fdh"
 
 
@@ -28,27 +34,39 @@ class ConfigError(ValueError):
     """Configuration that cannot work; the message names the offending key."""
 
 
-@dataclass(frozen=True)
-class Topics:
+def _tcp_port(port: int) -> int:
+    if not 1 <= port <= 65535:
+        raise PydanticCustomError("tcp_port", "must be a TCP port (1-65535), got {port}", {"port": port})
+    return port
+
+
+Port = Annotated[int, AfterValidator(_tcp_port)]
+Count = Annotated[int, Field(ge=1)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Topics(_Section):
     raw: str
     labels: str
     scored: str
     deadletter: str
 
 
-@dataclass(frozen=True)
-class KafkaConf:
+class KafkaConf(_Section):
     host: str
-    port: int
-    controller_port: int
-    heap_mb: int
-    partitions: int
+    port: Port
+    controller_port: Port
+    heap_mb: Count
+    partitions: Count
     topics: Topics
-    security_protocol: str = "PLAINTEXT"  # or SSL, SASL_PLAINTEXT, SASL_SSL
-    sasl_mechanism: str = "PLAIN"         # or SCRAM-SHA-256, SCRAM-SHA-512
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
     ssl_ca_location: str = ""             # PEM file of the CA for SSL / SASL_SSL
     sasl_username: str = ""
-    sasl_password: str = dataclasses.field(default="", repr=False)
+    sasl_password: SecretStr = SecretStr("")
 
     @property
     def bootstrap_servers(self) -> str:
@@ -61,7 +79,7 @@ class KafkaConf:
             config["ssl.ca.location"] = self.ssl_ca_location
         if self.security_protocol.startswith("SASL"):
             config.update({"sasl.mechanism": self.sasl_mechanism, "sasl.username": self.sasl_username,
-                           "sasl.password": self.sasl_password})
+                           "sasl.password": self.sasl_password.get_secret_value()})
         return config
 
     def spark_options(self) -> dict[str, str]:
@@ -73,35 +91,33 @@ class KafkaConf:
         if self.security_protocol.startswith("SASL"):
             module = ("org.apache.kafka.common.security.plain.PlainLoginModule" if self.sasl_mechanism == "PLAIN"
                       else "org.apache.kafka.common.security.scram.ScramLoginModule")
+            username, password = json.dumps(self.sasl_username), json.dumps(self.sasl_password.get_secret_value())
             options.update({"kafka.sasl.mechanism": self.sasl_mechanism,
-                            "kafka.sasl.jaas.config": f'{module} required username={json.dumps(self.sasl_username)} '
-                                                      f'password={json.dumps(self.sasl_password)};'})
+                            "kafka.sasl.jaas.config": f"{module} required username={username} password={password};"})
         return options
 
 
-@dataclass(frozen=True)
-class ElasticsearchConf:
+class ElasticsearchConf(_Section):
     host: str
-    port: int
-    transport_port: int
-    heap_mb: int
+    port: Port
+    transport_port: Port
+    heap_mb: Count
     index: str
-    scheme: str = "http"
+    scheme: Literal["http", "https"] = "http"
     username: str = ""
-    password: str = dataclasses.field(default="", repr=False)
+    password: SecretStr = SecretStr("")
 
     @property
     def url(self) -> str:
         return f"{self.scheme}://{self.host}:{self.port}"
 
 
-@dataclass(frozen=True)
-class MysqlConf:
+class MysqlConf(_Section):
     host: str
-    port: int
+    port: Port
     database: str
     user: str
-    password: str = dataclasses.field(default="", repr=False)
+    password: SecretStr = SecretStr("")
 
     @property
     def jdbc_url(self) -> str:
@@ -109,53 +125,81 @@ class MysqlConf:
         # MariaDB driver (jvm/spark/pom.xml says why that driver) accept it.
         return f"jdbc:mysql://{self.host}:{self.port}/{self.database}?permitMysqlScheme"
 
-    jdbc_driver = "org.mariadb.jdbc.Driver"
+    jdbc_driver: ClassVar[str] = "org.mariadb.jdbc.Driver"
 
 
-@dataclass(frozen=True)
-class SparkConf:
+class SparkConf(_Section):
     master: str
     driver_memory: str
-    shuffle_partitions: int
+    shuffle_partitions: Count
     arrow_batch_rows: int         # rows per Arrow batch to pandas UDFs (spark.sql.execution.arrow.maxRecordsPerBatch)
 
 
-@dataclass(frozen=True)
-class StreamConf:
+class StreamConf(_Section):
     model: str                    # a model folder, or a folder of them (the newest is served and hot-reloaded)
     checkpoint_dir: str           # relative paths are under state_dir
-    trigger_seconds: float        # decision query: 0 = the next micro-batch as soon as the previous one is done
-    delivery_trigger_seconds: float  # delivery query (MySQL, Elasticsearch, Delta): its micro-batch interval
-    delivery_nice: int            # the delivery process's CPU niceness (0-19); above 0 it yields to the decisions
-    max_offsets_per_trigger: int
-    state_shards: int             # hash partitions of the card and terminal state; fixed for the life of the state
-    shuffle_partitions: int       # the stream's other shuffles (the delivery query's deduplication)
-    starting_offsets: str         # earliest | latest, for a new checkpoint
-    delay_days: int
-    duplicate_days: int = 180     # event time a decided transaction id is remembered for: a resend is not decided twice
-    on_data_loss: str = "stop"    # records deleted by Kafka before the stream read them: stop | skip (and log)
-    review_threshold: float | None = None  # null = the model's own thresholds
-    block_threshold: float | None = None
+    trigger_seconds: float = Field(ge=0)  # decision query: 0 = the next micro-batch as soon as the previous is done
+    delivery_trigger_seconds: float = Field(ge=0)  # delivery query (MySQL, Elasticsearch, Delta): its interval
+    delivery_nice: int = Field(ge=0, le=19)  # the delivery process's CPU niceness; above 0 it yields to the decisions
+    max_offsets_per_trigger: Count
+    state_shards: Count           # hash partitions of the card and terminal state; fixed for the life of the state
+    shuffle_partitions: Count     # the stream's other shuffles (the delivery query's deduplication)
+    starting_offsets: Literal["earliest", "latest"]  # for a new checkpoint
+    delay_days: Count             # label delay the terminal features assume (they need it positive)
+    duplicate_days: Count = 180   # event time a decided transaction id is remembered for: a resend is not decided twice
+    on_data_loss: Literal["stop", "skip"] = "stop"  # records deleted by Kafka before the stream read them: skip logs
+    review_threshold: float | None = Field(None, ge=0, le=1)  # null = the model's own thresholds
+    block_threshold: float | None = Field(None, ge=0, le=1)
 
 
-@dataclass(frozen=True)
-class DashboardConf:
+class DashboardConf(_Section):
     host: str                     # 127.0.0.1: only this machine; 0.0.0.0 inside a container
-    port: int
-    refresh_seconds: float        # how often the page polls for new data
+    port: Port
+    refresh_seconds: float = Field(gt=0)  # how often the page polls for new data
 
 
-@dataclass(frozen=True)
-class Settings:
-    state_dir: Path
-    data_dir: Path | None
-    delta_dir: Path
+class Settings(BaseSettings):
+    """The whole configuration: ``load_settings()``. ``Settings()`` reads ``os.environ`` as ``load_settings()``
+    does, keyword arguments winning over every source."""
+
+    model_config = SettingsConfigDict(frozen=True, extra="forbid", env_prefix="FRAUD_", env_ignore_empty=True,
+                                      env_parse_none_str="null")
+
+    state_dir: Path               # relative paths are under the project root; null: .state
+    data_dir: Path | None         # null: the shared dataset when there is one
+    delta_dir: Path               # null: <state_dir>/delta
     kafka: KafkaConf
     elasticsearch: ElasticsearchConf
     mysql: MysqlConf
     spark: SparkConf
     stream: StreamConf
     dashboard: DashboardConf
+
+    @model_validator(mode="before")
+    @classmethod
+    def _directories(cls, values: dict[str, Any]) -> dict[str, Any]:
+        state_dir = _project_path(values.get("state_dir"), DEFAULT_STATE_DIR)
+        data_dir = _project_path(values.get("data_dir"), SHARED_DATA_DIR if SHARED_DATA_DIR.is_dir() else None)
+        delta_dir = _project_path(values.get("delta_dir"),
+                                  state_dir / "delta" if isinstance(state_dir, Path) else None)
+        return {**values, "state_dir": state_dir, "data_dir": data_dir, "delta_dir": delta_dir}
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Self:
+        """``load_settings`` for this class (or a subclass)."""
+        try:
+            sources = _sources(cls, os.environ if env is None else env, path)
+            return cls(_build_sources=(sources, {}))  # type: ignore[call-arg]  # mypy sees only the fields
+        except ValidationError as error:
+            raise ConfigError(_describe(error)) from None
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource,
+                                   dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource,
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, *_sources(settings_cls, os.environ, None)
 
     @property
     def secrets_file(self) -> Path:
@@ -179,81 +223,97 @@ class Settings:
         return path if path.is_absolute() else self.state_dir / path
 
 
-# credentials: from the environment or <state_dir>/secrets.env, never from conf/
-SECRETS = {("mysql", "password"): "FRAUD_MYSQL_PASSWORD",
-           ("kafka", "sasl_password"): "FRAUD_KAFKA_SASL_PASSWORD",
-           ("elasticsearch", "password"): "FRAUD_ELASTICSEARCH_PASSWORD"}
+def _project_path(value: Any, default: Path | None) -> Any:
+    """``value`` as a path, a relative one under the project root; ``default`` for null or empty."""
+    if value is None or value == "":
+        return default
+    if not isinstance(value, str | Path):
+        return value  # pydantic refuses it, naming the key
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else (PROJECT_ROOT / path).resolve()
 
 
-def _read_secrets_file(path: Path) -> dict[str, str]:
-    if not path.exists():
-        return {}
-    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
-    return {key.strip(): value.strip() for key, value in pairs}
-
-
-def _apply_env(tree: dict[str, Any], env: Mapping[str, str], prefix: str = "FRAUD") -> dict[str, Any]:
-    """Override leaves of ``tree`` with ``FRAUD_<SECTION>_<KEY>`` variables."""
-    out = {}
-    for key, value in tree.items():
-        name = f"{prefix}_{key.upper()}"
-        if isinstance(value, dict):
-            out[key] = _apply_env(value, env, name)
+def _keys(model: type[BaseModel], path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], FieldInfo]]:
+    """Every leaf key of ``model``: its path and field."""
+    for name, field in model.model_fields.items():
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            yield from _keys(field.annotation, (*path, name))
         else:
-            out[key] = env.get(name, value)
-    return out
+            yield (*path, name), field
 
 
-def _build(cls, values: Mapping[str, Any], where: str):
-    """Instantiate dataclass ``cls`` from ``values``, coercing and naming bad keys."""
-    kwargs = {}
-    hints = get_type_hints(cls)
-    for field in dataclasses.fields(cls):
-        key = f"{where}.{field.name}" if where else field.name
-        if field.name not in values:
-            if field.default is not dataclasses.MISSING:
+def _is_secret(field: FieldInfo) -> bool:
+    return field.annotation is SecretStr
+
+
+class _Variables(PydanticBaseSettingsSource):
+    """``FRAUD_*`` variables, a nested key's path joined by "_" (``FRAUD_KAFKA_TOPICS_RAW``). The names are made
+    from the models' keys, which hold "_" themselves (``shuffle_partitions``), instead of being split on "_" as
+    pydantic-settings' own source does with ``env_nested_delimiter``."""
+
+    def __init__(self, settings_cls: type[BaseSettings], variables: Mapping[str, str | None],
+                 secrets_only: bool = False) -> None:
+        super().__init__(settings_cls)
+        self.variables, self.secrets_only = variables, secrets_only
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ reads every key at once
+
+    def __call__(self) -> dict[str, Any]:
+        tree: dict[str, Any] = {}
+        for path, field in _keys(self.settings_cls):
+            value = self.variables.get(self.config.get("env_prefix", "") + "_".join(path).upper())
+            unset = value is None or (value == "" and self.config.get("env_ignore_empty"))
+            if unset or (self.secrets_only and not _is_secret(field)):
                 continue
-            raise ConfigError(f"missing configuration key '{key}'")
-        raw = values[field.name]
-        kind = hints[field.name]
-        if dataclasses.is_dataclass(kind):
-            if not isinstance(raw, Mapping):
-                raise ConfigError(f"'{key}' must be a mapping")
-            kwargs[field.name] = _build(kind, raw, key)
-        elif kind in (int, float, float | None):
-            if raw in (None, "", "null") and kind == float | None:
-                kwargs[field.name] = None
-                continue
-            number = int if kind is int else float
-            try:
-                kwargs[field.name] = number(raw)
-            except (TypeError, ValueError):
-                raise ConfigError(f"'{key}' must be {'an integer' if kind is int else 'a number'}, got {raw!r}") \
-                    from None
-        else:
-            kwargs[field.name] = raw
-    unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
-    if unknown:
-        raise ConfigError(f"unknown configuration key(s) in '{where or 'top level'}': {sorted(unknown)}")
-    return cls(**kwargs)
+            node = tree
+            for key in path[:-1]:
+                node = node.setdefault(key, {})
+            node[path[-1]] = None if value == self.config.get("env_parse_none_str") else value
+        return tree
 
 
-def _resolve(path: str | None) -> Path | None:
-    if path in (None, "", "null"):
-        return None
-    p = Path(path).expanduser()
-    return p if p.is_absolute() else (PROJECT_ROOT / p).resolve()
+class _SecretsFile(_Variables):
+    """The passwords in ``<state_dir>/secrets.env`` (``FRAUD_MYSQL_PASSWORD=...``), in the state_dir the sources
+    before this one decided."""
+
+    def __init__(self, settings_cls: type[BaseSettings]) -> None:
+        super().__init__(settings_cls, {}, secrets_only=True)
+
+    def __call__(self) -> dict[str, Any]:
+        state_dir = _project_path(self.current_state.get("state_dir"), DEFAULT_STATE_DIR)
+        if isinstance(state_dir, Path):
+            self.variables = dotenv_values(state_dir / "secrets.env", interpolate=False)
+        return super().__call__()
 
 
-def _read_tree(path: Path) -> dict[str, Any]:
-    """The YAML mapping at ``path``; a ``base:`` key names a file it overrides (deep-merged)."""
-    if not path.exists():
-        raise ConfigError(f"configuration file not found: {path}")
-    tree = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(tree, dict):
-        raise ConfigError(f"{path} must hold a mapping")
-    base = tree.pop("base", None)
-    return _merge(_read_tree(path.parent / base), tree) if base else tree
+class _YamlFile(YamlConfigSettingsSource):
+    """A ``conf/*.yaml`` file; ``base: other.yaml`` (next to it) names a file it overrides key by key."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: Path) -> None:
+        if not path.is_file():
+            raise ConfigError(f"configuration file not found: {path}")
+        super().__init__(settings_cls, yaml_file=path)
+        for keys, field in _keys(settings_cls):
+            section: Any = self.yaml_data
+            for key in keys[:-1]:
+                section = section.get(key) if isinstance(section, dict) else None
+            if _is_secret(field) and isinstance(section, dict) and keys[-1] in section:
+                variable = self.config.get("env_prefix", "") + "_".join(keys).upper()
+                raise ConfigError(f"'{'.'.join(keys)}' is a secret: set {variable} in the environment or the "
+                                  f"secrets file, not in {path}")
+
+    def _read_file(self, file_path: Any) -> dict[str, Any]:
+        tree = super()._read_file(file_path)
+        if not isinstance(tree, dict):
+            raise ConfigError(f"{file_path} must hold a mapping")
+        base = tree.pop("base", None)
+        if base is None:
+            return tree
+        base_path = Path(file_path).parent / base
+        if not base_path.is_file():
+            raise ConfigError(f"configuration file not found: {base_path} (the base of {file_path})")
+        return _merge(self._read_file(base_path), tree)
 
 
 def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -263,33 +323,44 @@ def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
-    """Load and validate settings from ``path`` (default ``$FRAUD_CONFIG`` or conf/local.yaml)."""
-    env = os.environ if env is None else env
-    tree = _apply_env(_read_tree(Path(path or env.get("FRAUD_CONFIG") or DEFAULT_CONFIG)), env)
+def _sources(settings_cls: type[BaseSettings], env: Mapping[str, str],
+             path: str | Path | None) -> tuple[PydanticBaseSettingsSource, ...]:
+    """Highest priority first: ``FRAUD_*`` variables, the YAML file, the secrets file (passwords only)."""
+    config = Path(path or env.get("FRAUD_CONFIG") or DEFAULT_CONFIG)
+    return _Variables(settings_cls, env), _YamlFile(settings_cls, config), _SecretsFile(settings_cls)
 
-    state_dir = _resolve(tree.pop("state_dir", None)) or PROJECT_ROOT / ".state"
-    data_dir = _resolve(tree.pop("data_dir", None))
-    delta_dir = _resolve(tree.pop("delta_dir", None)) or state_dir / "delta"
-    if data_dir is None and SHARED_DATA_DIR.is_dir():
-        data_dir = SHARED_DATA_DIR
-    secrets = _read_secrets_file(state_dir / "secrets.env")
-    for (section, key), variable in SECRETS.items():  # never from the YAML
-        tree[section] = {**(tree.get(section) or {}), key: env.get(variable) or secrets.get(variable, "")}
-    tree["state_dir"], tree["data_dir"], tree["delta_dir"] = state_dir, data_dir, delta_dir
-    settings = _build(Settings, tree, "")
-    for name, port in (("kafka.port", settings.kafka.port), ("kafka.controller_port", settings.kafka.controller_port),
-                       ("elasticsearch.port", settings.elasticsearch.port),
-                       ("elasticsearch.transport_port", settings.elasticsearch.transport_port),
-                       ("mysql.port", settings.mysql.port), ("dashboard.port", settings.dashboard.port)):
-        if not 0 < port < 65536:
-            raise ConfigError(f"'{name}' must be a TCP port, got {port}")
-    for name, count in (("kafka.partitions", settings.kafka.partitions),
-                        ("stream.state_shards", settings.stream.state_shards),
-                        ("stream.max_offsets_per_trigger", settings.stream.max_offsets_per_trigger),
-                        ("stream.duplicate_days", settings.stream.duplicate_days)):
-        if count < 1:
-            raise ConfigError(f"'{name}' must be at least 1, got {count}")
-    if settings.stream.on_data_loss not in ("stop", "skip"):
-        raise ConfigError(f"'stream.on_data_loss' must be stop or skip, got {settings.stream.on_data_loss!r}")
-    return settings
+
+_PHRASES = {  # what ConfigError says of a key, by pydantic error type (else pydantic's message)
+    "int_parsing": "must be an integer", "int_from_float": "must be an integer", "int_type": "must be an integer",
+    "float_parsing": "must be a number", "float_type": "must be a number",
+    "bool_parsing": "must be true or false", "bool_type": "must be true or false",
+    "greater_than_equal": "must be at least {ge}", "greater_than": "must be more than {gt}",
+    "less_than_equal": "must be at most {le}", "literal_error": "must be {expected}",
+    "tcp_port": "must be a TCP port (1-65535)", "model_type": "must be a mapping",
+}
+
+
+def _describe(error: ValidationError) -> str:
+    """pydantic's errors as one message naming each key; unknown keys grouped by section."""
+    messages: list[str] = []
+    unknown: dict[str, list[str]] = {}
+    for detail in error.errors():
+        *section, name = (str(part) for part in detail["loc"])
+        key, phrase = ".".join([*section, name]), _PHRASES.get(detail["type"])
+        if detail["type"] == "extra_forbidden":
+            unknown.setdefault(".".join(section) or "top level", []).append(name)
+        elif detail["type"] == "missing":
+            messages.append(f"missing configuration key '{key}'")
+        elif phrase:  # ctx: {"expected": "'stop' or 'skip'"}, {"ge": 1}, ...
+            context = {k: str(v).replace("'", "") for k, v in detail.get("ctx", {}).items()}
+            messages.append(f"'{key}' {phrase.format(**context)}, got {detail['input']!r}")
+        else:
+            messages.append(f"'{key}': {detail['msg']}")
+    messages += [f"unknown configuration key(s) in '{where}': {sorted(keys)}" for where, keys in unknown.items()]
+    return "; ".join(messages)
+
+
+def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Load and validate settings from ``path`` (default ``$FRAUD_CONFIG`` or conf/local.yaml) and ``env``
+    (default ``os.environ``). Raises ConfigError naming the key for any invalid configuration."""
+    return Settings.load(path, env)

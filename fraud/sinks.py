@@ -117,7 +117,7 @@ def write_to_mysql(df: DataFrame, settings: Settings, table: str, stage_tag: str
     conf = settings.mysql
     (df.write.format("jdbc")
         .option("url", conf.jdbc_url).option("driver", conf.jdbc_driver)
-        .option("dbtable", stage).option("user", conf.user).option("password", conf.password)
+        .option("dbtable", stage).option("user", conf.user).option("password", conf.password.get_secret_value())
         .option("batchsize", 5000).option("isolationLevel", "READ_COMMITTED")
         .mode("append").save())
     with connect(settings) as conn, conn.cursor() as cur:
@@ -134,7 +134,7 @@ def write_to_elasticsearch(df: DataFrame, settings: Settings) -> None:
         .option("es.nodes", conf.host).option("es.port", str(conf.port))
         .option("es.nodes.wan.only", "true")
         .option("es.net.ssl", str(conf.scheme == "https").lower())
-        .options(**({"es.net.http.auth.user": conf.username, "es.net.http.auth.pass": conf.password}
+        .options(**({"es.net.http.auth.user": conf.username, "es.net.http.auth.pass": conf.password.get_secret_value()}
                     if conf.username else {}))
         .option("es.mapping.id", KEY)
         .option("es.write.operation", "upsert")

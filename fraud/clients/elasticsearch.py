@@ -12,4 +12,4 @@ SCORED = {"exists": {"field": "decision"}}
 def elasticsearch_client(settings: Settings) -> Elasticsearch:
     conf = settings.elasticsearch
     return Elasticsearch(conf.url, request_timeout=30,
-                         basic_auth=(conf.username, conf.password) if conf.username else None)
+                         basic_auth=(conf.username, conf.password.get_secret_value()) if conf.username else None)

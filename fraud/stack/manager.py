@@ -1,11 +1,12 @@
 """``fraud stack up | down | status``: start, stop and report the local services."""
 from __future__ import annotations
 
-import dataclasses
 import secrets
 import time
 from dataclasses import dataclass
 from typing import Callable
+
+from pydantic import SecretStr
 
 from fraud.bootstrap import bootstrap
 from fraud.config import Settings
@@ -39,14 +40,14 @@ def processes(settings: Settings) -> dict[str, ManagedProcess]:
 
 def with_mysql_password(settings: Settings) -> Settings:
     """Settings carrying a MySQL password: from the environment, the secrets file, or a new random one."""
-    if settings.mysql.password:
+    if settings.mysql.password.get_secret_value():
         return settings
     password = secrets.token_urlsafe(18)
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     settings.secrets_file.touch(mode=0o600)
     with settings.secrets_file.open("a") as out:
         out.write(f"FRAUD_MYSQL_PASSWORD={password}\n")
-    return dataclasses.replace(settings, mysql=dataclasses.replace(settings.mysql, password=password))
+    return settings.model_copy(update={"mysql": settings.mysql.model_copy(update={"password": SecretStr(password)})})
 
 
 def _sql_string(value: str) -> str:
@@ -57,11 +58,12 @@ def create_database_and_user(settings: Settings) -> None:
     """As the local admin: the database and the application account (password kept in sync)."""
     conf = settings.mysql
     db = f"`{conf.database}`"
+    password = _sql_string(conf.password.get_secret_value())
     statements = [f"CREATE DATABASE IF NOT EXISTS {db} CHARACTER SET utf8mb4"]
     for host in ("127.0.0.1", "localhost"):
         account = f"{_sql_string(conf.user)}@{_sql_string(host)}"
-        statements += [f"CREATE USER IF NOT EXISTS {account} IDENTIFIED BY {_sql_string(conf.password)}",
-                       f"ALTER USER {account} IDENTIFIED BY {_sql_string(conf.password)}",
+        statements += [f"CREATE USER IF NOT EXISTS {account} IDENTIFIED BY {password}",
+                       f"ALTER USER {account} IDENTIFIED BY {password}",
                        f"GRANT ALL PRIVILEGES ON {db}.* TO {account}"]
     admin_sql(settings, ";\n".join(statements) + ";\n")
 

@@ -34,7 +34,7 @@ def isolated_pipeline(stack: Settings, folder: Path, name: str,
     (``discard``) when the block ends: stop any stream on it first. ``overrides``: more FRAUD_* variables
     (FRAUD_KAFKA_PARTITIONS=1, say)."""
     tag = f"{name}-{uuid.uuid4().hex[:6]}".lower()
-    env = {**TEST_ENV, "FRAUD_MYSQL_PASSWORD": stack.mysql.password,
+    env = {**TEST_ENV, "FRAUD_MYSQL_PASSWORD": stack.mysql.password.get_secret_value(),
            **{f"FRAUD_KAFKA_TOPICS_{kind.upper()}": f"{tag}.{kind}" for kind in ("raw", "labels", "scored",
                                                                                   "deadletter")},
            "FRAUD_MYSQL_DATABASE": f"fraud_{tag.replace('-', '_')}", "FRAUD_ELASTICSEARCH_INDEX": f"scored-{tag}",
