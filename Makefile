@@ -50,7 +50,7 @@ stack-status:  ## table of services, pids, ports, health, memory, logs
 run: stack-up  ## the main job on the embedded local default
 	$(BIN)/fraud run
 
-test: system-test setup  ## the whole test suite (starts its own stack on test ports)
+test: system-test setup lint  ## lint, then the whole test suite (starts its own stack on test ports)
 	$(BIN)/python -m pytest
 
 test-fast: setup  ## only the tests that need no service (Spark in process, pure logic): a few minutes
