@@ -42,6 +42,8 @@ NUMERIC_FIELDS: dict[str, DataType] = {name: DoubleType() if name == "tx_amount"
 ID_FIELDS = ("transaction_id", "customer_id", "terminal_id")
 MAX_ID = 2 ** 53  # JSON numbers (and JavaScript clients) are exact up to here; the stream relies on it
 _CORRUPT = "_corrupt_record"
+# JSON as RFC 8259 writes it: Spark's parser would otherwise take 'single-quoted' names and strings
+_STRICT_JSON = {"allowSingleQuotes": "false"}
 # every field as text (what was sent), and the numeric fields as the contract's types
 _AS_TEXT = StructType([StructField(name, StringType()) for name in FIELDS] + [StructField(_CORRUPT, StringType())])
 _AS_TYPED = StructType([StructField(name, kind) for name, kind in NUMERIC_FIELDS.items()])
@@ -63,8 +65,8 @@ def validate_records(records: DataFrame, labels_topic: str | None = None) -> Dat
     Records of ``labels_topic`` are checked as labels, all others as transactions.
     """
     payload = F.decode("value", "UTF-8")  # invalid bytes become U+FFFD (a plain cast would keep them)
-    text = F.from_json(payload, _AS_TEXT, {"columnNameOfCorruptRecord": _CORRUPT})
-    typed = F.from_json(payload, _AS_TYPED)
+    text = F.from_json(payload, _AS_TEXT, {**_STRICT_JSON, "columnNameOfCorruptRecord": _CORRUPT})
+    typed = F.from_json(payload, _AS_TYPED, _STRICT_JSON)
     parsed = records.select(
         payload.alias("payload"), F.col("value").alias("_value"), F.length("value").alias("_bytes"),
         text.alias("_text"), typed.alias("_typed"),
@@ -78,6 +80,7 @@ def validate_records(records: DataFrame, labels_topic: str | None = None) -> Dat
         (F.encode("payload", "UTF-8") != F.col("_value"), "payload is not valid UTF-8"),  # U+FFFD came back
         (F.col("_text").isNull() | ~F.ltrim("payload").startswith("{"), "payload is not a JSON object"),
         (F.col(f"_text.{_CORRUPT}").isNotNull(), "malformed JSON"),
+        (~F.rtrim("payload").endswith("}"), "malformed JSON: content after the object"),
     ]
     is_label = F.col("kafka_topic") == labels_topic if labels_topic else F.lit(False)
     for name in FIELDS:

@@ -94,4 +94,34 @@ BROKEN = [
     (variant(tx_datetime="0001-01-01T00:00:00Z"), OUT_OF_RANGE),
     (variant(tx_datetime="1899-12-31T23:59:59Z"), OUT_OF_RANGE),
     (variant(tx_datetime="2027-01-01T00:00:00"), "tx_datetime is more than 1 day ahead of its Kafka timestamp"),
+    # more shapes of the same kinds: whitespace, other JSON values, a byte-order mark, nulls, types, times
+    (b"   ", "payload is not a JSON object"),
+    (b'"just a string"', "payload is not a JSON object"),
+    (b"42", "payload is not a JSON object"),
+    (b"\x00\x00\x00", "payload is not a JSON object"),
+    (b"\xef\xbb\xbf" + json.dumps(VALID).encode(), "payload is not a JSON object"),  # a UTF-8 byte-order mark
+    (b"{}", "missing transaction_id"),
+    (b"{'transaction_id': 7}", "malformed JSON"),  # single quotes are not JSON
+    (b'{"transaction_id": 7,}', "malformed JSON"),
+    (b'{"transaction_id": 007}', "malformed JSON"),
+    (json.dumps(VALID).encode() + b" trailing", "malformed JSON: content after the object"),
+    (variant(transaction_id=None), "missing transaction_id"),
+    (variant(transaction_id=True), "transaction_id is not an integer"),
+    (variant(transaction_id=[1]), "transaction_id is not an integer"),
+    (variant(transaction_id={"a": 1}), "transaction_id is not an integer"),
+    (variant(transaction_id="12"), "transaction_id is not an integer"),
+    (variant(transaction_id=-5), "transaction_id is negative"),
+    (variant(customer_id=1.5), "customer_id is not an integer"),
+    (variant(terminal_id=-1), "terminal_id is negative"),
+    (variant(tx_amount=True), "tx_amount is not a number"),
+    (variant(tx_amount=None), "missing tx_amount"),
+    (variant(tx_amount=1e400), "tx_amount is not finite"),  # json.dumps writes Infinity
+    (variant(tx_datetime=None), "missing tx_datetime"),
+    (variant(tx_datetime=""), NOT_ISO),
+    (variant(tx_datetime=1522540831), NOT_ISO),  # epoch seconds
+    (variant(tx_datetime="2018-04-01T24:00:00Z"), NOT_ISO),
+    (variant(tx_datetime="2018-04-01T23:59:60Z"), NOT_ISO),  # a leap second
+    (variant(tx_datetime="2018-04-01T00:00:31+25:00"), NOT_ISO),
+    (variant(tx_datetime=" 2018-04-01T00:00:31Z"), NOT_ISO),
+    (variant(tx_datetime="2018-13-01T00:00:00Z"), NOT_ISO),
 ]
