@@ -154,11 +154,41 @@ def _spread(args: list[str], options: tuple[str, ...]) -> list[str]:
 
 
 class _Group(click.Group):
+    """``fraud``: its commands' return values are exit codes, and failures it knows become a message and a code
+    (so ``fraud`` behaves the same through ``main`` and through click's own entry, CliRunner included)."""
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(self.commands)  # in the order they are defined below, not alphabetical
 
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            code = super().invoke(ctx)  # reads the command's options (maybe the settings too), then runs it
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except ConfigError as exc:
+            click.echo(f"configuration error: {exc}", err=True)
+            raise click.exceptions.Exit(2) from None
+        except KeyboardInterrupt:
+            raise click.exceptions.Exit(130) from None
+        except Exception as exc:  # turn known operational failures into one readable line
+            if not _operational(exc):
+                raise
+            click.echo(f"error: {exc}", err=True)
+            raise click.exceptions.Exit(1) from None
+        if isinstance(code, int) and code != 0:
+            raise click.exceptions.Exit(code)
+        return code
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]},
+
+def _operational(exc: Exception) -> bool:
+    from fraud.data import DatasetMissing
+    from fraud.io import InputError
+    from fraud.jvm import MissingJarsError
+    from fraud.stack.process import ServiceError
+    return isinstance(exc, (ServiceError, MissingJarsError, DatasetMissing, InputError))
+
+
+@click.group("fraud", cls=_Group, context_settings={"help_option_names": ["-h", "--help"]},
              help="Real-time e-commerce fraud detection: local stack, streaming scorer, producer, features, "
                   "training, backfill.")
 @click.option("--config", metavar="PATH", help="YAML configuration (default: $FRAUD_CONFIG or conf/local.yaml)")
@@ -187,10 +217,7 @@ def command(name: str, summary: str, description: str | None = None, **kwargs: A
             invocation = _invocation()
             if invocation.dry_run:
                 return name, options
-            try:
-                return function(invocation.settings, **options)
-            except KeyboardInterrupt:
-                raise click.exceptions.Exit(130) from None
+            return function(invocation.settings, **options)
         return cli.command(name, cls=_Command, short_help=summary, help=description or summary, **kwargs)(run)
     return register
 
@@ -471,25 +498,12 @@ def parse(argv: Sequence[str]) -> tuple[str, dict[str, Any]]:
 def main(argv: list[str] | None = None) -> int:
     """Run ``fraud`` with ``argv`` (default: the process's arguments) and return its exit code."""
     try:
-        code = cli.main(args=argv, prog_name="fraud", standalone_mode=False)
+        return int(cli.main(args=argv, prog_name="fraud", standalone_mode=False) or 0)
     except click.ClickException as exc:  # usage: an unknown command or option, a missing or bad value
         exc.show()
         return exc.exit_code
-    except click.Abort:  # Ctrl-C while the options were read
+    except click.Abort:  # Ctrl-C before a command started
         return 130
-    except ConfigError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
-        return 2
-    except Exception as exc:  # turn known operational failures into one readable line
-        from fraud.data import DatasetMissing
-        from fraud.io import InputError
-        from fraud.jvm import MissingJarsError
-        from fraud.stack.process import ServiceError
-        if isinstance(exc, (ServiceError, MissingJarsError, DatasetMissing, InputError)):
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
-        raise
-    return int(code or 0)
 
 
 if __name__ == "__main__":
