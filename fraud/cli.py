@@ -37,7 +37,7 @@ SINKS = "delta,mysql,elasticsearch,kafka"
 class Invocation:
     """One run of ``fraud``: the group's options, and the settings, loaded on first use and then kept.
 
-    ``dry_run``: the sub-command's options are read (defaults included) but it does not run (``parse``)."""
+    ``dry_run``: the sub-command's options and the settings are read, but it does not run (``parse``)."""
 
     def __init__(self, config: str | None = None, verbose: bool = False, dry_run: bool = False):
         self.config, self.verbose, self.dry_run = config, verbose, dry_run
@@ -215,9 +215,10 @@ def command(name: str, summary: str, description: str | None = None, **kwargs: A
         @functools.wraps(function)
         def run(**options: Any) -> Any:
             invocation = _invocation()
+            settings = invocation.settings  # a dry run checks the configuration too
             if invocation.dry_run:
                 return name, options
-            return function(invocation.settings, **options)
+            return function(settings, **options)
         return cli.command(name, cls=_Command, short_help=summary, help=description or summary, **kwargs)(run)
     return register
 
