@@ -22,12 +22,15 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from click.core import ParameterSource
 
-from fraud.config import ConfigError, Settings, load_settings
+from fraud.config import ConfigError, load_settings
+
+if TYPE_CHECKING:  # the CLI only needs load_settings, ConfigError and the settings' attributes
+    from fraud.config import Settings
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 

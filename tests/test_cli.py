@@ -9,6 +9,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -16,7 +17,9 @@ from click.testing import CliRunner
 
 import fraud.cli
 from fraud.cli import Invocation, cli, main, parse
-from fraud.config import DEFAULT_CONFIG, PROJECT_ROOT
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+LOCAL_CONFIG = PROJECT_ROOT / "conf" / "local.yaml"
 
 COMMANDS = ["stack", "init", "package-code", "roundtrip", "features", "train", "evaluate", "backfill", "stream",
             "warm-start", "dashboard", "run", "produce", "data"]
@@ -57,7 +60,7 @@ def replay(monkeypatch) -> list[dict]:
 
 def config_file(tmp_path, delay_days: int) -> str:
     path = tmp_path / "conf.yaml"
-    path.write_text(f"base: {DEFAULT_CONFIG}\nstream:\n  delay_days: {delay_days}\n")
+    path.write_text(f"base: {LOCAL_CONFIG}\nstream:\n  delay_days: {delay_days}\n")
     return str(path)
 
 
