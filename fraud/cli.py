@@ -495,8 +495,12 @@ def _data(settings: Settings, target: str | None, force: bool) -> int:
 def parse(argv: Sequence[str]) -> tuple[str, dict[str, Any]]:
     """The sub-command ``argv`` (the arguments after ``fraud``) names and its option values, defaults read from
     the settings, without running it. Raises click.UsageError on an unknown command or option or a bad value,
-    ConfigError on a bad configuration. For checks of the command lines other files hold (docker-compose.yml)."""
-    return cli.main(args=list(argv), prog_name="fraud", standalone_mode=False, obj=Invocation(dry_run=True))
+    and click.ClickException when no command would run (a bad configuration, whose message is printed; --help).
+    For checks of the command lines other files hold (docker-compose.yml)."""
+    outcome = cli.main(args=list(argv), prog_name="fraud", standalone_mode=False, obj=Invocation(dry_run=True))
+    if not isinstance(outcome, tuple):
+        raise click.ClickException(f"`fraud {' '.join(argv)}` runs no command (exit code {outcome})")
+    return outcome
 
 
 def main(argv: list[str] | None = None) -> int:

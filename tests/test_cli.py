@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -195,6 +196,15 @@ def test_a_bad_configuration_exits_2_with_its_message(runner, monkeypatch, capsy
     assert main(["produce", "--input", "h", "--rate", "1"]) == 2  # through the settings default of --delay-days
     assert capsys.readouterr().err == "configuration error: 'kafka.port' must be an integer, got 'abc'\n"
     assert replay == []
+
+
+def test_parse_refuses_what_would_not_run(monkeypatch, capsys):
+    with pytest.raises(click.UsageError, match="No such option"):
+        parse(["stream", "--bogus"])
+    monkeypatch.setenv("FRAUD_KAFKA_PORT", "abc")
+    with pytest.raises(click.ClickException, match="exit code 2"):
+        parse(["stream"])
+    assert "'kafka.port' must be an integer" in capsys.readouterr().err
 
 
 def test_a_missing_config_file_exits_2(runner, tmp_path, capsys):
