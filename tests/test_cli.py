@@ -6,6 +6,7 @@ console script, fraud/run.py's children and jobs/ use; both must answer alike.
 """
 from __future__ import annotations
 
+import inspect
 import signal
 import subprocess
 import sys
@@ -42,7 +43,8 @@ def plain_environment(monkeypatch):
 
 @pytest.fixture
 def runner() -> CliRunner:
-    return CliRunner()
+    separate = {"mix_stderr": False} if "mix_stderr" in inspect.signature(CliRunner).parameters else {}  # click 8.1
+    return CliRunner(**separate)
 
 
 @pytest.fixture
