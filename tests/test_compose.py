@@ -23,7 +23,7 @@ import jsonschema
 import pytest
 import yaml
 
-from fraud.cli import build_parser
+from fraud.cli import parse
 from fraud.config import DEFAULT_CONFIG, PROJECT_ROOT, load_settings
 from fraud.jvm import JARS_DIR
 
@@ -244,7 +244,8 @@ def test_the_commands_the_services_run_exist():
     fraud_commands = [SERVICES[name]["command"] for name in APP_SERVICES if SERVICES[name]["command"][0] == "fraud"]
     assert {command[1] for command in fraud_commands} == {"init", "dashboard", "stream"}
     for command in fraud_commands:
-        build_parser().parse_args(command[1:])  # exits on an unknown command or option
+        docker = ["--config", str(PROJECT_ROOT / "conf" / "docker.yaml")]  # what FRAUD_CONFIG names there
+        assert parse([*docker, *command[1:]])[0] == command[1]  # raises on an unknown command, option or value
     producer = SERVICES["producer"]["command"]
     assert producer[:2] == ["python", "docker/produce.py"] and float(producer[2]) > 0
     script = runpy.run_path(str(PROJECT_ROOT / producer[1]), run_name="imported")  # its imports resolve
