@@ -422,7 +422,7 @@ def _dashboard(settings: Settings, host: str, port: int) -> int:
 @model_option("model folder or folder of them (default: stream.model)")
 def _run(settings: Settings, rate: float, model: str | None) -> int:
     from fraud.run import run_pipeline
-    return run_pipeline(settings, rate, model)
+    return run_pipeline(settings, rate, model, _invocation().config)
 
 
 @command("produce", "replay transactions to Kafka in event-time order, labels after the delay",

@@ -33,9 +33,11 @@ LATENCY_SAMPLE = 2_000
 TAIL = 100  # records read back from the end of each raw partition to find where the producer stopped
 
 
-def _child(args: list[str], log: Path) -> Child:
-    """``fraud <args>`` in its own process group: Ctrl-C reaches this process only, which stops children in order."""
-    return Child([sys.executable, "-m", "fraud.cli", *args], log, cwd=PROJECT_ROOT)
+def _child(args: list[str], log: Path, config: str | None) -> Child:
+    """``fraud [--config CONFIG] <args>`` in its own process group: Ctrl-C reaches this process only, which stops
+    children in order."""
+    return Child([sys.executable, "-m", "fraud.cli", *(["--config", config] if config else []), *args], log,
+                 cwd=PROJECT_ROOT)
 
 
 def last_produced(settings: Settings, below: int | None = None) -> tuple[datetime | None, int | None]:
@@ -97,15 +99,19 @@ def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
-def run_pipeline(settings: Settings, rate: float, model: str | None) -> int:
+def run_pipeline(settings: Settings, rate: float, model: str | None, config: str | None = None) -> int:
+    """Start the stack, then ``fraud stream``, ``fraud produce`` and ``fraud dashboard`` as children (with
+    ``config``, the configuration file this command was given), print counts every REPORT_EVERY_S seconds until
+    Ctrl-C / SIGTERM or a child fails, and stop the children in order. Returns the exit code (1 when the stream or
+    the producer failed)."""
     signal.signal(signal.SIGTERM, _interrupt)  # a service manager's stop: the same orderly stop as Ctrl-C
     settings = stack_up(settings)
     logs = settings.state_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     produce = producer_args(settings, rate)
-    stream = _child(["stream", *(["--model", model] if model else [])], logs / "stream.log")
-    producer = _child(produce, logs / "producer.log")
-    dashboard = _child(["dashboard"], logs / "dashboard.log")
+    stream = _child(["stream", *(["--model", model] if model else [])], logs / "stream.log", config)
+    producer = _child(produce, logs / "producer.log", config)
+    dashboard = _child(["dashboard"], logs / "dashboard.log", config)
     mysql, es = settings.mysql, settings.elasticsearch
     print(f"""
 fraud pipeline running ({datetime.now():%H:%M:%S})
