@@ -186,7 +186,7 @@ class Settings(BaseSettings):
 
     @classmethod
     def load(cls, path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Self:
-        """``load_settings`` for this class (or a subclass)."""
+        """``load_settings`` for this class (or a subclass). Raises ConfigError naming each invalid key."""
         try:
             sources = _sources(cls, os.environ if env is None else env, path)
             return cls(_build_sources=(sources, {}))  # type: ignore[call-arg]  # mypy sees only the fields

@@ -33,7 +33,9 @@ class DatasetMissing(FileNotFoundError):
 
 
 def dataset_path(settings: Settings, name: str = TRANSACTIONS) -> Path:
-    """Path of a dataset file, or a clear error saying how to get it."""
+    """Path of a dataset file in ``settings.data_dir``.
+
+    Raises DatasetMissing, saying how to get it, when the folder is unset or lacks the file."""
     if settings.data_dir is None or not (settings.data_dir / name).exists():
         raise DatasetMissing(
             f"{name} not found (data_dir={settings.data_dir}); set FRAUD_DATA_DIR to the folder holding it, "

@@ -21,6 +21,7 @@ class InputError(ValueError):
 
 
 def input_format(path: str | Path) -> str:
+    """"delta", "csv" or "parquet": what ``path`` (a file or a folder) holds. Raises InputError for anything else."""
     p = Path(path)
     if (p / "_delta_log").is_dir():
         return "delta"
@@ -33,7 +34,9 @@ def input_format(path: str | Path) -> str:
 
 
 def read_transactions(spark: SparkSession, path: str | Path) -> DataFrame:
-    """Transactions at ``path`` with canonical names and types (TX_FRAUD null where unknown)."""
+    """Transactions at ``path`` with canonical names and types (TX_FRAUD null where unknown).
+
+    Raises InputError when ``path`` does not exist, is not Delta, Parquet or CSV, or lacks a handbook column."""
     if not Path(path).exists():
         raise InputError(f"{path}: no such file or directory")
     fmt = input_format(path)

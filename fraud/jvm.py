@@ -19,7 +19,8 @@ class MissingJarsError(RuntimeError):
 
 
 def jars(group: str) -> list[Path]:
-    """The jars of ``group`` (spark, kafka, elasticsearch), sorted; fails clearly when absent."""
+    """The jars of ``group`` (spark, kafka, elasticsearch), sorted. Raises MissingJarsError (run `make jars`) when
+    there are none."""
     found = sorted((JARS_DIR / group).glob("*.jar"))
     if not found:
         raise MissingJarsError(f"no jars in {JARS_DIR / group}: run `make jars` (resolves jvm/{group}/pom.xml "
@@ -32,7 +33,7 @@ def classpath(group: str) -> str:
 
 
 def java_executable() -> str:
-    """``$JAVA_HOME/bin/java`` when set, else ``java`` from PATH."""
+    """``$JAVA_HOME/bin/java`` when set, else ``java`` from PATH. Raises MissingJarsError when there is none."""
     home = os.environ.get("JAVA_HOME")
     java = str(Path(home) / "bin" / "java") if home else shutil.which("java")
     if not java or not Path(java).exists():

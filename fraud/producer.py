@@ -94,6 +94,8 @@ def replay(settings: Settings, history: pd.DataFrame | Iterable, pace: Pace, del
     ``labels_due`` (from ``labels_still_due``) are earlier transactions whose labels
     are still to be sent when their time comes. Ctrl-C stops the replay cleanly:
     what was sent is flushed and summarised.
+
+    Raises RuntimeError when Kafka has not acknowledged every message 60 s after the last was sent.
     """
     if isinstance(history, pd.DataFrame):
         history = history.itertuples(index=False)

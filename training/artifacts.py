@@ -78,6 +78,7 @@ def save_model(directory: str | Path, model: Any, metadata: dict[str, Any]) -> M
 
 
 def load_model(directory: str | Path) -> ModelArtifact:
+    """The model and metadata saved in ``directory``. Raises FileNotFoundError when it is not a model folder."""
     folder = Path(directory)
     if not (folder / MODEL_FILE).exists() or not (folder / METADATA_FILE).exists():
         raise FileNotFoundError(f"{folder} is not a model folder (needs {MODEL_FILE} and {METADATA_FILE})")

@@ -58,7 +58,8 @@ def shipped_recipe() -> Recipe:
 
 def feature_frame(spark: SparkSession, data: str | Path, split: Split, columns: list[str],
                   until: datetime | None = None) -> pd.DataFrame:
-    """Features of every transaction from the training start to the test end (or ``until``), as pandas."""
+    """Features of every transaction from the training start to the test end (or ``until``), as pandas. Raises
+    ValueError when the data holds no transaction in that range."""
     end = max(split.test_end, until or split.test_end)
     start = min(split.train_start, split.train_end - pd.Timedelta(days=7))  # the test set looks 7 days back
     history = read_transactions(spark, data).where(

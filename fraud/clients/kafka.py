@@ -51,7 +51,9 @@ def topic_end_offsets(settings: Settings, topic: str) -> dict[int, int]:
 def read_topic(settings: Settings, topic: str, start: dict[int, int] | None = None,
                patience_s: float = 30.0) -> Iterator[Message]:
     """Every record of ``topic`` from ``start`` (partition -> offset; default: the oldest kept) up to the
-    end offsets of when it is called; TimeoutError when nothing arrives for ``patience_s`` before that."""
+    end offsets of when it is called.
+
+    Raises TimeoutError when nothing arrives for ``patience_s`` before that."""
     consumer = kafka_consumer(settings, "read")
     try:
         bounds = watermarks(consumer, topic)

@@ -56,6 +56,10 @@ def _run_as() -> list[str]:
 
 
 def start_elasticsearch(settings: Settings, process: ManagedProcess) -> None:
+    """Start the node (config, server arguments, JVM options written under the process's home).
+
+    Raises MissingJarsError without the Elasticsearch home (`make jars`), ServiceError when the server arguments
+    cannot be prepared or the port is taken."""
     conf = settings.elasticsearch
     if not (ES_HOME / "tools").is_dir():
         raise MissingJarsError(f"no Elasticsearch home in {ES_HOME}: run `make jars`")

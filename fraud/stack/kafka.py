@@ -27,6 +27,8 @@ def broker_ready(conf: KafkaConf, timeout: float = 2.0) -> bool:
 
 
 def start_kafka(settings: Settings, process: ManagedProcess) -> None:
+    """Start the broker (KRaft, formatted on first start). Raises ServiceError when formatting fails or the port is
+    taken."""
     conf = settings.kafka
     data_dir = process.home / "data"
     properties = process.home / "server.properties"

@@ -39,6 +39,8 @@ def _socket_path(settings: Settings) -> Path:
 
 
 def start_mariadb(settings: Settings, process: ManagedProcess) -> None:
+    """Start the server (its datadir initialised on first start). Raises ServiceError when MariaDB is not installed,
+    the initialisation fails or the port is taken."""
     datadir = process.home / "data"
     user_args = ["--user=root"] if os.geteuid() == 0 else []
     if not (datadir / "mysql").is_dir():
@@ -59,7 +61,8 @@ def start_mariadb(settings: Settings, process: ManagedProcess) -> None:
 
 
 def admin_sql(settings: Settings, sql: str) -> str:
-    """Run ``sql`` as the OS user's admin account through the socket; returns the client's output."""
+    """Run ``sql`` as the OS user's admin account through the socket; returns the client's output. Raises
+    ServiceError with the client's message when it fails."""
     result = subprocess.run(
         [_binary("mariadb"), f"--socket={_socket_path(settings)}", "-u", getpass.getuser(),
          "--batch", "--skip-column-names"],

@@ -59,6 +59,8 @@ class ManagedProcess:
 
     def start(self, argv: Sequence[str], env: dict[str, str] | None = None, cwd: Path | None = None,
               stdin: Path | None = None) -> int:
+        """Start ``argv`` (``fraud.process.Child``) and record its pid; returns it. Raises ServiceError when the
+        port is already taken by a process this stack did not start."""
         if port_open(self.host, self.port):
             raise ServiceError(
                 f"{self.name}: port {self.host}:{self.port} is already in use by a process this stack did not start; "
@@ -69,6 +71,8 @@ class ManagedProcess:
         return pid
 
     def wait_healthy(self, timeout: float) -> None:
+        """Return once the health check passes. Raises ServiceError (with the log's last lines and the hint) when
+        the process exits or is not healthy within ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.pid() is None:
