@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 MVN    := mvn -q -B
 JAR_GROUPS := spark kafka elasticsearch
 
-.PHONY: help system-run system-test setup jars run test test-fast lint bench stack-up stack-down stack-status data clean
+.PHONY: help system-run system-test setup jars run test test-fast lint soak bench stack-up stack-down stack-status data clean
 .DEFAULT_GOAL := help
 
 help:  ## list the targets
@@ -55,6 +55,9 @@ test: system-test setup lint  ## lint, then the whole test suite (starts its own
 
 test-fast: setup  ## only the tests that need no service (Spark in process, pure logic): a few minutes
 	$(BIN)/python -m pytest -m "not services"
+
+soak: system-test setup  ## 30 min at 500 tx/s with 1% poison, two sink outages and a kill -9 (SOAK_MINUTES=5: shorter)
+	$(BIN)/python -m pytest -m soak -s tests/test_soak.py
 
 lint: $(VENV)/.installed  ## ruff, the import layers (import-linter) and mypy
 	$(BIN)/ruff check .

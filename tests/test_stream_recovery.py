@@ -1,27 +1,23 @@
 """The stream through crashes and sink outages: afterwards every transaction is in every sink exactly once."""
 from __future__ import annotations
 
-import json
 import random
 import signal
-import threading
 import time
-from collections import defaultdict
 
 import pytest
 
 from fraud.clients.elasticsearch import elasticsearch_client
-from fraud.clients.kafka import topic_end_offsets
 from fraud.producer import Pace, load_history, replay
 from fraud.testing.pipeline import (
     StreamProcess,
-    delta_ids,
+    assert_exactly_once_everywhere,
+    decisions,
     es_ids,
     mysql_count,
-    mysql_scored,
+    produce_in_background,
     restart_after,
     service_down,
-    topic_records,
 )
 
 pytestmark = pytest.mark.services
@@ -33,38 +29,13 @@ def history(data_dir):
     return frame.iloc[:24_000]
 
 
-def _produce_in_background(settings, frame, rate: float) -> threading.Thread:
-    thread = threading.Thread(target=replay, args=(settings, frame, Pace(rate=rate)), kwargs={"progress": False},
-                              daemon=True)
-    thread.start()
-    return thread
-
-
-def decisions(settings) -> int:
-    """Records on the result topic (decisions, repeats included)."""
-    return sum(topic_end_offsets(settings, settings.kafka.topics.scored).values())
-
-
-def _assert_exactly_once_everywhere(spark, settings, expected: list[int]) -> None:
-    expected = sorted(expected)
-    assert sorted(row[0] for row in mysql_scored(settings)) == expected
-    assert sorted(es_ids(settings)) == expected
-    assert sorted(delta_ids(spark, settings.scored_table)) == expected
-    assert sorted(delta_ids(spark, settings.raw_table)) == expected
-    by_id = defaultdict(set)
-    for _, value in topic_records(settings, settings.kafka.topics.scored):
-        by_id[json.loads(value)["transaction_id"]].add(value)
-    assert sorted(by_id) == expected
-    assert all(len(copies) == 1 for copies in by_id.values()), "a repeated result differs from the first"
-
-
 def test_kill_9_twice_loses_and_duplicates_nothing(pipeline, spark, history, tmp_path):
     settings, env = pipeline("crash")
     seed = random.randrange(1 << 30)
     rng = random.Random(seed)
     print(f"kill moments drawn with seed {seed}")
     stream = StreamProcess(env, tmp_path / "stream.log").start()
-    producer = _produce_in_background(settings, history, rate=300)  # 80 s of traffic: the kills land mid-stream
+    producer = produce_in_background(settings, history, rate=300)  # 80 s of traffic: the kills land mid-stream
     try:
         for kill, share in enumerate((0.2, 0.5)):  # mid-stream: the decisions are ahead of the other sinks
             stream.wait_for(lambda: decisions(settings) >= share * len(history), 600,
@@ -79,7 +50,7 @@ def test_kill_9_twice_loses_and_duplicates_nothing(pipeline, spark, history, tmp
     finally:
         stopped = stream.stop()
     assert stopped == 0, stream.log_tail()
-    _assert_exactly_once_everywhere(spark, settings, list(history.TRANSACTION_ID))
+    assert_exactly_once_everywhere(spark, settings, list(history.TRANSACTION_ID))
 
 
 @pytest.mark.parametrize("service", ["elasticsearch", "mariadb"])
@@ -87,7 +58,7 @@ def test_a_sink_down_for_30_seconds_loses_and_duplicates_nothing(pipeline, stack
     settings, env = pipeline(f"outage-{service}")
     frame = history.iloc[:6000]
     stream = StreamProcess(env, tmp_path / "stream.log").start()
-    producer = _produce_in_background(settings, frame, rate=50)  # 120 s: the outage comes while it sends
+    producer = produce_in_background(settings, frame, rate=50)  # 120 s: the outage comes while it sends
     try:
         stream.wait_for(lambda: mysql_count(settings) > 0, 600, "the first scored transactions")
         restart_after(stack, service, 30)
@@ -98,7 +69,7 @@ def test_a_sink_down_for_30_seconds_loses_and_duplicates_nothing(pipeline, stack
         stopped = stream.stop()
     assert stopped == 0, stream.log_tail()
     assert "unavailable" in stream.log_file.read_text(), "the outage was not noticed"
-    _assert_exactly_once_everywhere(spark, settings, list(frame.TRANSACTION_ID))
+    assert_exactly_once_everywhere(spark, settings, list(frame.TRANSACTION_ID))
 
 
 def test_sigterm_while_a_sink_is_retried_stops_the_stream_and_the_batch_is_redone(pipeline, stack, spark, history,
@@ -128,7 +99,7 @@ def test_sigterm_while_a_sink_is_retried_stops_the_stream_and_the_batch_is_redon
         stream.wait_for(lambda: len(es_ids(settings)) == len(frame), 600, "every transaction in Elasticsearch")
     finally:
         assert stream.stop() == 0, stream.log_tail()
-    _assert_exactly_once_everywhere(spark, settings, list(frame.TRANSACTION_ID))
+    assert_exactly_once_everywhere(spark, settings, list(frame.TRANSACTION_ID))
 
 
 def test_an_index_that_refuses_writes_stops_the_stream_once_naming_the_cause(pipeline, spark, history, tmp_path):
@@ -153,5 +124,5 @@ def test_an_index_that_refuses_writes_stops_the_stream_once_naming_the_cause(pip
         stream.wait_for(lambda: len(es_ids(settings)) == len(frame), 600, "every transaction in Elasticsearch")
     finally:
         assert stream.stop() == 0, stream.log_tail()
-    _assert_exactly_once_everywhere(spark, settings, list(frame.TRANSACTION_ID))
+    assert_exactly_once_everywhere(spark, settings, list(frame.TRANSACTION_ID))
 

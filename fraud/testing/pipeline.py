@@ -3,22 +3,27 @@ checkpoints; removed afterwards), the stream as a real process, and readers of e
 and the benchmarks run on."""
 from __future__ import annotations
 
+import json
 import signal
 import sys
+import threading
 import time
 import uuid
+from collections import defaultdict
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
+import pandas as pd
 import psutil
 
 from fraud.bootstrap import bootstrap
 from fraud.clients.elasticsearch import elasticsearch_client
-from fraud.clients.kafka import kafka_admin, read_topic
+from fraud.clients.kafka import kafka_admin, read_topic, topic_end_offsets
 from fraud.clients.mysql import connect
 from fraud.config import PROJECT_ROOT, Settings
 from fraud.process import Child
+from fraud.producer import Pace, replay
 from fraud.stack.manager import SERVICES, create_database_and_user
 from fraud.stack.mariadb import admin_sql
 from fraud.testing.stack import TEST_ENV, stack_settings
@@ -159,3 +164,31 @@ def restart_after(settings: Settings, service: str, seconds: float) -> None:
 
 def delta_ids(spark, path: str) -> list[int]:
     return [row[0] for row in spark.read.format("delta").load(path).select("transaction_id").collect()]
+
+
+def produce_in_background(settings: Settings, frame: pd.DataFrame, rate: float) -> threading.Thread:
+    """``replay`` of ``frame`` at ``rate`` transactions a second (labels after the delay) in a daemon thread."""
+    thread = threading.Thread(target=replay, args=(settings, frame, Pace(rate=rate)), kwargs={"progress": False},
+                              daemon=True)
+    thread.start()
+    return thread
+
+
+def decisions(settings: Settings) -> int:
+    """Records on the result topic (decisions, repeats included)."""
+    return sum(topic_end_offsets(settings, settings.kafka.topics.scored).values())
+
+
+def assert_exactly_once_everywhere(spark, settings: Settings, expected: list[int]) -> None:
+    """MySQL, Elasticsearch, the Delta scored table and transactions archive hold exactly ``expected`` (ids), once
+    each; the result topic holds each of them, every repeat identical to the first."""
+    expected = sorted(expected)
+    assert sorted(row[0] for row in mysql_scored(settings)) == expected
+    assert sorted(es_ids(settings)) == expected
+    assert sorted(delta_ids(spark, settings.scored_table)) == expected
+    assert sorted(delta_ids(spark, settings.raw_table)) == expected
+    by_id = defaultdict(set)
+    for _, value in topic_records(settings, settings.kafka.topics.scored):
+        by_id[json.loads(value)["transaction_id"]].add(value)
+    assert sorted(by_id) == expected
+    assert all(len(copies) == 1 for copies in by_id.values()), "a repeated result differs from the first"
