@@ -1,7 +1,6 @@
 """Backfill end to end: a slice of history scored into every sink, twice, leaves one row per transaction."""
 from __future__ import annotations
 
-import dataclasses
 from datetime import datetime
 
 import pandas as pd
@@ -29,7 +28,7 @@ def history(data_dir, tmp_path):
 
 def test_backfilling_a_slice_twice_leaves_exactly_one_row_per_transaction(stack, spark, history, tmp_path):
     path, window = history
-    settings = dataclasses.replace(stack, delta_dir=tmp_path / "delta")
+    settings = stack.model_copy(update={"delta_dir": tmp_path / "delta"})
     first, last = int(window.TRANSACTION_ID.min()), int(window.TRANSACTION_ID.max())
     version = load_model(DEFAULT_MODEL).version
     for _ in range(2):

@@ -179,7 +179,7 @@ def test_stream_features_and_scores_equal_the_backfill_over_45_days(pipeline, sp
     assert stopped == 0, stream.log_tail()
 
     batch_dir = tmp_path / "backfill"
-    backfill(spark, settings.__class__(**{**vars(settings), "delta_dir": batch_dir}), path, DEFAULT_MODEL, ("delta",))
+    backfill(spark, settings.model_copy(update={"delta_dir": batch_dir}), path, DEFAULT_MODEL, ("delta",))
     names = [*HANDBOOK_FEATURES, *EXTRA_FEATURES]
     columns = ["transaction_id", "fraud_score", "decision", *(F.col(f"features.{n}").alias(n) for n in names)]
     streamed = spark.read.format("delta").load(settings.scored_table).select(*columns).toPandas()
