@@ -103,7 +103,10 @@ def write_concurrently(writes: dict[str, Callable[[], None]],
 
 def write_to_mysql(df: DataFrame, settings: Settings, table: str, stage_tag: str) -> None:
     """Upsert ``df`` into ``table`` by its primary key: JDBC into a stage table, then one
-    ``INSERT ... SELECT ... ON DUPLICATE KEY UPDATE`` (valid on MariaDB and MySQL 8).
+    ``INSERT ... SELECT ... ON DUPLICATE KEY UPDATE`` (valid on MariaDB and MySQL 8). The stage has
+    the table's columns but no primary key, so rows of ``df`` that share a key (a record
+    published again by a replayed micro-batch, in the same delivery batch as the first)
+    are upserted too, not refused.
 
     ``stage_tag`` names the stage table (e.g. query name + batch id), so a retried
     batch reuses, rather than leaks, its stage.
@@ -114,6 +117,7 @@ def write_to_mysql(df: DataFrame, settings: Settings, table: str, stage_tag: str
     with connect(settings) as conn, conn.cursor() as cur:
         cur.execute(f"DROP TABLE IF EXISTS `{stage}`")
         cur.execute(f"CREATE TABLE `{stage}` LIKE `{table}`")
+        cur.execute(f"ALTER TABLE `{stage}` DROP PRIMARY KEY")
     conf = settings.mysql
     (df.write.format("jdbc")
         .option("url", conf.jdbc_url).option("driver", conf.jdbc_driver)
