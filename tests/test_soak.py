@@ -65,15 +65,19 @@ def test_half_an_hour_of_traffic_with_poison_outages_and_a_crash(pipeline, stack
     settings, env = pipeline("soak")
     history = load_history(data_dir / "transactions.parquet").iloc[:int(MINUTES * 60 * RATE)]
     stream = StreamProcess(env, tmp_path / "stream.log").start()
+    stream.wait_for(lambda: "decision query: serving model" in stream.log_file.read_text(), 300,
+                    "the decision query to start")  # the first start's JVM and session are not the stream's delay
     stop_poison, poison = threading.Event(), []
     began = time.monotonic()
     producer = produce_in_background(settings, history, RATE)
     poisoner = _poison_in_background(settings, stop_poison, poison)
+    killed_at = 0.0
     try:
         for share, event in ((0.25, "elasticsearch"), (0.5, "mariadb"), (0.75, "kill -9")):
             time.sleep(max(0.0, began + share * MINUTES * 60 - time.monotonic()))
             print(f"{time.monotonic() - began:.0f}s: {event}", flush=True)
             if event == "kill -9":
+                killed_at = time.time()
                 stream.kill()
                 stream.start()
             else:
@@ -102,10 +106,14 @@ def test_half_an_hour_of_traffic_with_poison_outages_and_a_crash(pipeline, stack
     assert all(reason == expected[sha] for sha, reason in letters)
     assert {sha for sha, _ in letters} == {hashlib.sha256(v).hexdigest() if v is not None else None for v in poison}
 
-    delays = np.array([message.timestamp()[1] / 1000 - _sent_at(message.value())
-                       for message in read_topic(settings, settings.kafka.topics.scored)])
+    sent, published = np.array([(_sent_at(message.value()), message.timestamp()[1] / 1000)
+                                for message in read_topic(settings, settings.kafka.topics.scored)]).T
+    delays = published - sent
+    after_kill = (sent >= killed_at - 5) & (sent < killed_at + 120)
     print(f"soak {MINUTES:g} min at {RATE}/s: {len(history):,} transactions, {len(poison):,} poison; decision delay "
-          f"p50 {np.percentile(delays, 50):.2f}s p99 {np.percentile(delays, 99):.2f}s max {delays.max():.2f}s")
+          f"p50 {np.percentile(delays, 50):.2f}s p99 {np.percentile(delays, 99):.2f}s max {delays.max():.2f}s; "
+          f"sent in the 2 minutes after the kill -9: max {delays[after_kill].max():.2f}s, "
+          f"otherwise max {delays[~after_kill].max():.2f}s")
     assert delays.max() <= MAX_DELAY_S
 
 
