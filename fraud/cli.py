@@ -76,7 +76,7 @@ def setting_option(*decls: str, key: str, help: str, **kwargs: Any) -> Decorator
 
 def delay_days_option(help: str = "label delay") -> Decorator:
     """``--delay-days``: one label delay for the producer, features, training, backfill and stream."""
-    return setting_option("--delay-days", key="stream.delay_days", type=int, help=help)
+    return setting_option("--delay-days", key="stream.delay_days", type=click.IntRange(min=1), help=help)
 
 
 def input_option(help: str, required: bool = False) -> Decorator:
@@ -90,7 +90,9 @@ def dataset_option(*decls: str, help: str = "transactions") -> Decorator:
 
 
 def model_option(help: str, required: bool = False, default: str | None = None) -> Decorator:
-    return click.option("--model", required=required, default=default, metavar="PATH", help=help)
+    if required:  # click skips the required check when a default (even None) is given
+        return click.option("--model", required=True, metavar="PATH", help=help)
+    return click.option("--model", default=default, metavar="PATH", help=help)
 
 
 def sinks_option() -> Decorator:
@@ -102,8 +104,9 @@ def rate_option(help: str, default: float | None = None) -> Decorator:
 
 
 def test_start_option(default: str | None = None) -> Decorator:
-    return click.option("--test-start", required=default is None, default=default, metavar="DATE",
-                        help=f"first test day{f' (default {default})' if default else ''}")
+    if default is None:  # click skips the required check when a default (even None) is given
+        return click.option("--test-start", required=True, metavar="DATE", help="first test day")
+    return click.option("--test-start", default=default, metavar="DATE", help=f"first test day (default {default})")
 
 
 def test_days_option() -> Decorator:
@@ -382,7 +385,7 @@ def _stream(settings: Settings, model: str, sinks: str, queries: str) -> int:
         delivery = DeliveryProcess([*(["--config", config] if config else []), "stream", "--sinks", sinks,
                                     "--queries", DELIVERY], settings.stream.delivery_nice)
     app_name = "fraud-stream" if len(parts) > 1 else f"fraud-{parts[0]}"  # a cluster's application list shows it
-    with spark_session(settings, app_name, ui=False,
+    with spark_session(settings, app_name, ui=settings.stream.spark_ui,
                        extra_conf={"spark.ui.showConsoleProgress": "false"}) as spark:
         run_stream(spark, settings, tuple(sinks.split(",")), stop, model, parts, delivery)
     return 0

@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Iterator, Literal, Mapping, Self
 
+import yaml
 from dotenv import dotenv_values
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic.fields import FieldInfo
@@ -147,6 +148,7 @@ class StreamConf(_Section):
     starting_offsets: Literal["earliest", "latest"]  # for a new checkpoint
     delay_days: Count             # label delay the terminal features assume (they need it positive)
     duplicate_days: Count = 180   # event time a decided transaction id is remembered for: a resend is not decided twice
+    spark_ui: bool = False        # the stream driver's Spark UI (port 4040); off: every micro-batch is faster
     on_data_loss: Literal["stop", "skip"] = "stop"  # records deleted by Kafka before the stream read them: skip logs
     review_threshold: float | None = Field(None, ge=0, le=1)  # null = the model's own thresholds
     block_threshold: float | None = Field(None, ge=0, le=1)
@@ -303,17 +305,23 @@ class _YamlFile(YamlConfigSettingsSource):
                 raise ConfigError(f"'{'.'.join(keys)}' is a secret: set {variable} in the environment or the "
                                   f"secrets file, not in {path}")
 
-    def _read_file(self, file_path: Any) -> dict[str, Any]:
-        tree = super()._read_file(file_path)
+    def _read_file(self, file_path: Any, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+        try:
+            tree = super()._read_file(file_path)
+        except yaml.YAMLError as error:
+            raise ConfigError(f"{file_path} is not valid YAML: {error}".replace("\n", " ")) from None
         if not isinstance(tree, dict):
             raise ConfigError(f"{file_path} must hold a mapping")
         base = tree.pop("base", None)
         if base is None:
             return tree
-        base_path = Path(file_path).parent / base
+        base_path = (Path(file_path).parent / base).resolve()
         if not base_path.is_file():
             raise ConfigError(f"configuration file not found: {base_path} (the base of {file_path})")
-        return _merge(self._read_file(base_path), tree)
+        chain = (*seen, Path(file_path).resolve())
+        if base_path in chain:
+            raise ConfigError(f"{file_path}: 'base: {base}' makes a cycle ({' -> '.join(map(str, chain))})")
+        return _merge(self._read_file(base_path, chain), tree)
 
 
 def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 Tests, benchmarks and commands locate ``transactions.parquet`` and
 ``reference_features.parquet`` in ``Settings.data_dir`` (``FRAUD_DATA_DIR``, else
-``../shared/data/fdh`` when it exists). ``fraud data fetch`` rebuilds the same
+``../shared/data/fdh`` when it exists). ``fraud data`` rebuilds the same
 two files from the handbook's public repositories for users with internet
 access. The product itself never needs them.
 """

@@ -113,11 +113,12 @@ def run_pipeline(settings: Settings, rate: float, model: str | None, config: str
     producer = _child(produce, logs / "producer.log", config)
     dashboard = _child(["dashboard"], logs / "dashboard.log", config)
     mysql, es = settings.mysql, settings.elasticsearch
+    spark_ui = "; Spark UI http://127.0.0.1:4040" if settings.stream.spark_ui else ""
     print(f"""
 fraud pipeline running ({datetime.now():%H:%M:%S})
   producer     {' '.join(produce)}  (log {logs / 'producer.log'})
   dashboard    http://{settings.dashboard.host}:{settings.dashboard.port}/  (log {logs / 'dashboard.log'})
-  stream       fraud stream  (log {logs / 'stream.log'}; Spark UI http://127.0.0.1:4040)
+  stream       fraud stream  (log {logs / 'stream.log'}{spark_ui})
   results      MySQL {mysql.host}:{mysql.port}/{mysql.database}.scored_transactions (user {mysql.user}, password in
                {settings.secrets_file}), Elasticsearch {es.url}/{es.index}, Kafka topic {settings.kafka.topics.scored}
   dead letters MySQL dead_letters, Kafka topic {settings.kafka.topics.deadletter}

@@ -7,8 +7,9 @@ A transaction takes three shapes:
    ch. 3). Files and Delta tables read by ``fraud.io``, pandas frames of the features, training and backfill.
 2. **Message fields** (``TRANSACTION_FIELDS``, ``LABEL_FIELDS``): the same names in lower case, as JSON on the
    Kafka topics (``transactions.raw``: a transaction; ``transactions.labels``: its label with tx_fraud instead of
-   tx_amount); tx_datetime is ISO-8601 text. Written by ``fraud.producer`` (``message``), parsed and checked by
-   ``fraud.validation``, archived and scored in these names (SCORED_ROW below); ``fraud.io`` reads either names.
+   tx_amount); tx_datetime is ISO-8601 text. Written by ``fraud.producer`` (``transaction_message``,
+   ``label_message``), parsed and checked by ``fraud.validation``, archived and scored in these names (SCORED_ROW
+   below); ``fraud.io`` reads either names.
 3. **Stream state rows** (``fraud.stream.state.ROW_COLUMNS``): the key as text, a 64-bit hash of the transaction
    id, the event time as µs since the epoch, amount, label and arrival order: what the decision query's state
    stages take, made from validated messages in ``fraud.stream.decisions`` (``_state_rows``) and turned back into

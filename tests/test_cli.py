@@ -264,3 +264,16 @@ def test_a_command_returns_its_exit_code(runner, monkeypatch):
     assert main(["stack", "status"]) == 1
     assert main(["stack", "down"]) == 0
     assert parse(["stack", "up"]) == ("stack", {"action": "up"})  # parsed only: nothing started
+
+
+@pytest.mark.parametrize("argv, missing", [(["evaluate", "--model", "m"], "--test-start"),
+                                           (["evaluate", "--test-start", "2018-08-29"], "--model")])
+def test_required_options_are_required(runner, argv, missing):
+    result = runner.invoke(cli, argv)
+    assert result.exit_code == 2 and f"Missing option '{missing}'" in result.output
+
+
+@pytest.mark.parametrize("days", ["0", "-3"])
+def test_a_label_delay_below_one_day_is_a_usage_error(runner, days):
+    result = runner.invoke(cli, ["features", "--input", "x", "--output", "y", "--delay-days", days])
+    assert result.exit_code == 2 and "--delay-days" in result.output

@@ -217,3 +217,13 @@ def test_fraud_config_names_the_file_and_settings_are_frozen():
     assert settings.kafka.host == "kafka"
     with pytest.raises(ValidationError):
         settings.kafka.port = 1  # type: ignore[misc]
+
+
+def test_malformed_yaml_and_a_base_cycle_are_config_errors(tmp_path: Path):
+    (tmp_path / "bad.yaml").write_text("stream: [unclosed\n")
+    with pytest.raises(ConfigError, match="bad.yaml is not valid YAML"):
+        load_settings(tmp_path / "bad.yaml", env={})
+    (tmp_path / "a.yaml").write_text("base: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("base: a.yaml\n")
+    with pytest.raises(ConfigError, match="makes a cycle"):
+        load_settings(tmp_path / "a.yaml", env={})

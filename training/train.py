@@ -1,7 +1,7 @@
 """``fraud train`` and ``fraud evaluate``: the handbook protocol on the product's own feature code.
 
-Features come from ``fraud.features`` (the Spark transforms the stream and the
-backfill use), computed over the history each window needs, then the model is
+Features come from ``fraud.features_spark`` (the feature code the stream and the
+backfill run too), computed over the history each window needs, then the model is
 fitted with scikit-learn on the driver.
 """
 from __future__ import annotations

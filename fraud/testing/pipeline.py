@@ -189,6 +189,6 @@ def assert_exactly_once_everywhere(spark, settings: Settings, expected: list[int
     assert sorted(delta_ids(spark, settings.raw_table)) == expected
     by_id = defaultdict(set)
     for _, value in topic_records(settings, settings.kafka.topics.scored):
-        by_id[json.loads(value)["transaction_id"]].add(value)
+        by_id[json.loads(value or b"")["transaction_id"]].add(value)
     assert sorted(by_id) == expected
     assert all(len(copies) == 1 for copies in by_id.values()), "a repeated result differs from the first"
