@@ -95,8 +95,19 @@ def model_option(help: str, required: bool = False, default: str | None = None) 
     return click.option("--model", default=default, metavar="PATH", help=help)
 
 
+def subset_of(choices: str) -> Callable[[click.Context, click.Parameter, str], str]:
+    """An option callback: the value must be a comma-separated, non-empty subset of ``choices`` (comma-separated)."""
+    def check(ctx: click.Context, param: click.Parameter, value: str) -> str:
+        unknown = sorted(set(value.split(",")) - set(choices.split(",")))
+        if unknown or not value:
+            raise click.BadParameter(f"{unknown or 'nothing'}: choose from {choices}")
+        return value
+    return check
+
+
 def sinks_option() -> Decorator:
-    return click.option("--sinks", default=SINKS, help=f"comma-separated subset of {SINKS} (default: all)")
+    return click.option("--sinks", default=SINKS, callback=subset_of(SINKS),
+                        help=f"comma-separated subset of {SINKS} (default: all)")
 
 
 def rate_option(help: str, default: float | None = None) -> Decorator:
@@ -367,7 +378,7 @@ def _backfill(settings: Settings, input: str, model: str, sinks: str, delay_days
 @setting_option("--model", key="stream.model", metavar="PATH",
                 help="model folder, or a folder of them whose newest is served and hot-reloaded")
 @sinks_option()
-@click.option("--queries", default="decision,delivery",
+@click.option("--queries", default="decision,delivery", callback=subset_of("decision,delivery"),
               help="decision (Kafka in, decisions out), delivery (MySQL, Elasticsearch, Delta), or both (default: "
                    "both; outside spark-submit the delivery query runs in a second, lower-priority process)")
 def _stream(settings: Settings, model: str, sinks: str, queries: str) -> int:

@@ -277,3 +277,15 @@ def test_required_options_are_required(runner, argv, missing):
 def test_a_label_delay_below_one_day_is_a_usage_error(runner, days):
     result = runner.invoke(cli, ["features", "--input", "x", "--output", "y", "--delay-days", days])
     assert result.exit_code == 2 and "--delay-days" in result.output
+
+
+@pytest.mark.parametrize("option, value", [("--sinks", "foo"), ("--sinks", "mysql,bogus"), ("--queries", "bogus"),
+                                           ("--queries", "")])
+def test_stream_refuses_unknown_sinks_and_queries_before_starting(runner, option, value):
+    result = runner.invoke(cli, ["stream", option, value])
+    assert result.exit_code == 2 and f"Invalid value for '{option}'" in result.output
+
+
+def test_the_command_line_knows_the_same_sinks_as_the_sinks_module():
+    from fraud.sinks import SINKS
+    assert fraud.cli.SINKS == ",".join(SINKS)
