@@ -121,6 +121,12 @@ def _with_features(schema: StructType, names: list[str]) -> StructType:
     return StructType([*schema.fields, *(StructField(name, DoubleType()) for name in names)])
 
 
+def id_hash(transaction_id: Column) -> Column:
+    """The 64-bit hash of a transaction id the state keeps (histories, decided ids): xxhash64 of the id as text. One
+    definition for the stream and the warm start, whose ids must match."""
+    return F.xxhash64(transaction_id.cast("string"))
+
+
 def keyed_by(rows: DataFrame, key: str, shards: int) -> DataFrame:
     """``rows`` with ``key`` (as text) as the state key, hash-partitioned into ``shards`` partitions; ``shard`` =
     the partition (``repartition`` puts a row in pmod(murmur3(key), n), which is what ``hash`` computes)."""
@@ -135,7 +141,7 @@ def _state_rows(records: DataFrame, labels_topic: str | None) -> DataFrame:
     valid = F.col("reason").isNull()
     number = lambda column: F.when(valid, column).otherwise(0)  # noqa: E731  (pandas gets int64, not float64)
     return validated.select(
-        *PASSED_ON, number(F.xxhash64(F.col("transaction_id").cast("string"))).alias("id_hash"),
+        *PASSED_ON, number(id_hash(F.col("transaction_id"))).alias("id_hash"),
         number(F.unix_micros("tx_datetime")).alias("event_us"), "tx_amount",
         F.col("tx_fraud").cast("double").alias("tx_fraud"), F.lit(labels_topic is not None).alias("is_label"),
         F.unix_millis("kafka_timestamp").alias("kafka_ms"), "transaction_id", "kafka_topic", "kafka_partition",

@@ -26,7 +26,7 @@ from fraud.config import Settings
 from fraud.features import DAY_US, customer_history_days
 from fraud.features_pandas import customer_features
 from fraud.io import read_transactions
-from fraud.stream.decisions import keyed_by
+from fraud.stream.decisions import id_hash, keyed_by
 from fraud.stream.queries import state_folder
 from fraud.stream.state import (
     CARD,
@@ -115,7 +115,7 @@ def warm_start(spark: SparkSession, settings: Settings, history: str | Path | No
     rows = transactions.where(F.col("TX_DATETIME").cast("timestamp") > since).select(
         "TRANSACTION_ID", "CUSTOMER_ID", "TERMINAL_ID", "TX_AMOUNT", F.col("TX_FRAUD").cast("double"),
         F.unix_micros(F.col("TX_DATETIME").cast("timestamp")).alias("event_us"),
-        F.xxhash64(F.col("TRANSACTION_ID").cast("string")).alias("id_hash"))
+        id_hash(F.col("TRANSACTION_ID")).alias("id_hash"))
     written = []
     for route, key in ((CARD, "CUSTOMER_ID"), (TERMINAL, "TERMINAL_ID")):
         keyed = keyed_by(rows, key, conf.state_shards)
