@@ -2,12 +2,18 @@
 
 Every session of the project (jobs, tests, notebooks) gets the Kafka, Delta,
 Elasticsearch and MySQL jars from ``.jars/spark`` without any flag, and the
-same time zone (UTC: event times carry no zone and must not shift).
+same time zone (UTC: event times carry no zone and must not shift) in the JVMs,
+the SQL session, the Python workers and the driver process itself: PySpark turns a
+Python ``datetime`` into a timestamp, and back (``collect``), in the process's
+local time zone, so under TZ=Asia/Tokyo a filter on ``datetime(2018, 8, 8)`` would
+cut the data 9 hours early. The driver's ``TZ`` is set to UTC when its first
+session is made (its logs show UTC).
 """
 from __future__ import annotations
 
 import os
 import sys
+import time
 import zipfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,6 +32,8 @@ def build_spark_session(settings: Settings, app_name: str, *, master: str | None
     Under ``spark-submit`` the master, the jars and the driver memory are the
     submitter's (its command line wins); everywhere else they come from ``settings``.
     """
+    os.environ["TZ"] = "UTC"  # the driver's datetime <-> timestamp conversions (see the module doc)
+    time.tzset()
     builder = SparkSession.builder.appName(app_name)
     if not launched_by_spark_submit():
         master = master or settings.spark.master
@@ -57,6 +65,7 @@ def build_spark_session(settings: Settings, app_name: str, *, master: str | None
         .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")  # what pandas and Spark 3.5 both read
         .config("spark.driver.extraJavaOptions", "-Duser.timezone=UTC")
         .config("spark.executor.extraJavaOptions", "-Duser.timezone=UTC")
+        .config("spark.executorEnv.TZ", "UTC")
     )
     for key, value in (extra_conf or {}).items():
         builder = builder.config(key, value)
