@@ -89,9 +89,10 @@ def _stage(frames: Iterator[pd.DataFrame], *, route: str, folder: str, shards: i
     for shard, part in rows[mine].groupby("shard", sort=True):
         with shard_batch(shard_path(Path(folder), route, int(shard)), owner, batch_id, shards) as store:
             if route == CARD:
-                repeat, conflict = repeated_ids(part, store.decided(part["id_hash"].unique().tolist()))
+                decided = store.decided(part["id_hash"].unique().tolist())
+                repeat, conflict = repeated_ids(part, decided)
                 if conflict.any():
-                    yield _used_id_letters(part[conflict], store).assign(**{name: np.nan for name in FEATURES[route]})
+                    yield _used_id_letters(part[conflict], decided).assign(**{name: np.nan for name in FEATURES[route]})
                 part = part[~repeat]
             outcome = step(part, store.get(list(part["key"].unique())), batch_id)
             store.put(outcome.updates)
@@ -100,16 +101,16 @@ def _stage(frames: Iterator[pd.DataFrame], *, route: str, folder: str, shards: i
             if newest is not None:
                 store.expire(newest - reach)
             if route == CARD:
-                decided = part.loc[outcome.features.index]
-                store.decide(decided["id_hash"].tolist(), decided["event_us"].tolist(), batch_id)
+                scored = part.loc[outcome.features.index]
+                store.decide(scored["id_hash"].tolist(), scored["event_us"].tolist(), batch_id)
                 if newest is not None:
                     store.forget_decided(newest - duplicate_days * DAY_US)
         yield part.loc[outcome.features.index].join(outcome.features)
 
 
-def _used_id_letters(rows: pd.DataFrame, store) -> pd.DataFrame:
-    """Dead letters of transactions given an id a different transaction has (another event time)."""
-    first = store.decided(rows["id_hash"].unique().tolist())
+def _used_id_letters(rows: pd.DataFrame, first: dict[int, int]) -> pd.DataFrame:
+    """Dead letters of transactions given an id a different transaction has (another event time); ``first``: the
+    ids decided in earlier micro-batches -> event time (µs)."""
     return rows.assign(reason=[
         f"transaction_id {tid} is already used by the transaction at "
         f"{pd.Timestamp(first[h], unit='us').isoformat() if h in first else 'an earlier position in this batch'}"
