@@ -202,7 +202,8 @@ def _operational(exc: Exception) -> bool:
     from fraud.io import InputError
     from fraud.jvm import MissingJarsError
     from fraud.stack.process import ServiceError
-    return isinstance(exc, (ServiceError, MissingJarsError, DatasetMissing, InputError))
+    from fraud.stream.queries import StreamStopped
+    return isinstance(exc, (ServiceError, MissingJarsError, DatasetMissing, InputError, StreamStopped))
 
 
 @click.group("fraud", cls=_Group, context_settings={"help_option_names": ["-h", "--help"]},
@@ -396,9 +397,13 @@ def _stream(settings: Settings, model: str, sinks: str, queries: str) -> int:
         delivery = DeliveryProcess([*(["--config", config] if config else []), "stream", "--sinks", sinks,
                                     "--queries", DELIVERY], settings.stream.delivery_nice)
     app_name = "fraud-stream" if len(parts) > 1 else f"fraud-{parts[0]}"  # a cluster's application list shows it
-    with spark_session(settings, app_name, ui=settings.stream.spark_ui,
-                       extra_conf={"spark.ui.showConsoleProgress": "false"}) as spark:
-        run_stream(spark, settings, tuple(sinks.split(",")), stop, model, parts, delivery)
+    try:
+        with spark_session(settings, app_name, ui=settings.stream.spark_ui,
+                           extra_conf={"spark.ui.showConsoleProgress": "false"}) as spark:
+            run_stream(spark, settings, tuple(sinks.split(",")), stop, model, parts, delivery)
+    finally:  # also when the decision side cannot start: a delivery left running would hold its checkpoint
+        if delivery is not None:
+            delivery.stop()
     return 0
 
 

@@ -39,7 +39,7 @@ from fraud.sinks import check_sinks
 from fraud.stream.decisions import decision_plan
 from fraud.stream.delivery import DEDUPLICATION_WINDOW, DeliveryBatches
 from fraud.stream.progress import ProgressToMysql
-from fraud.stream.serving import ModelRuns, served_model
+from fraud.stream.serving import ModelRuns, batch_ids, served_model
 from training.artifacts import METADATA_FILE
 from udfs.scoring import score_column
 
@@ -48,6 +48,47 @@ DECISION, DELIVERY = "decision", "delivery"
 DELIVERED = ("delta", "mysql", "elasticsearch")  # the sinks the delivery query writes; the decision query: Kafka
 MODEL_CHECK_S = 2.0  # how often the stream looks for a newer model (and for a failed query)
 FETCH_MAX_WAIT_MS = 20
+# Failures whose cause is an operational event (README, Operations): a phrase of Spark's message -> the way on.
+RECOVERIES = {
+    "data may have been lost": "Kafka no longer holds records the stream had not read (deleted by its retention, or "
+                               "the topic was recreated). Resend them if the producer can, or start once with "
+                               "FRAUD_STREAM_ON_DATA_LOSS=skip to go on without them (README: Operations)",
+}
+
+
+class StreamStopped(RuntimeError):
+    """A query stopped by itself: the message is its error's first lines and, for a known cause, what to do."""
+
+
+def explained(failure: Exception) -> StreamStopped:
+    """``failure`` (a query's error) as a StreamStopped: for a known cause (RECOVERIES), the lines of the error up to
+    the one naming it, then what to do; otherwise the whole error."""
+    message = str(failure).strip()
+    lines = message.splitlines()
+    for phrase, way_on in RECOVERIES.items():
+        at = next((i for i, line in enumerate(lines) if phrase in line.lower()), None)
+        if at is not None:
+            return StreamStopped("\n".join([*(line.strip() for line in lines[max(0, at - 2):at + 1]), way_on]))
+    return StreamStopped(message)
+
+
+def check_checkpoint(folder: Path, recovery: str) -> None:
+    """Raise StreamStopped naming the file and ``recovery`` (what to do besides restoring a backup), when the newest
+    entries of the offset or commit log of a query's checkpoint ``folder`` are not what Spark writes: a version line
+    (``v1``) then JSON lines (``-`` for a source without offsets). Spark would only say "Unexpected end-of-input"."""
+    for log_name in ("offsets", "commits"):
+        for entry in (folder / log_name / str(batch) for batch in batch_ids(folder / log_name)[-2:]):
+            # what a restart reads: the last micro-batch and the one before
+            lines = entry.read_text(errors="replace").splitlines()
+            try:
+                readable = len(lines) > 1 and lines[0].startswith("v") and all(
+                    line == "-" or json.loads(line) is not None for line in lines[1:])
+            except ValueError:
+                readable = False
+            if not readable:
+                raise StreamStopped(
+                    f"the checkpoint is damaged: {entry} is not a Spark {log_name} log entry. Restore {folder} "
+                    f"from a backup; {recovery} (README: Operations)")
 
 
 def state_folder(settings: Settings) -> Path:
@@ -92,6 +133,8 @@ def decision_query(spark: SparkSession, settings: Settings, transactions: DataFr
               .trigger(processingTime=f"{settings.stream.trigger_seconds} seconds"))
     writer = (writer.foreachBatch(publish) if publish else
               writer.format("kafka").options(**settings.kafka.spark_options()))
+    check_checkpoint(root / DECISION, f"or remove it and {state_folder(settings)}, run `fraud warm-start` and "
+                                      "start again: the ids the archive holds are not decided twice")
     query = writer.start()
     log.info("decision query: serving model %s from %s", json.loads((model / METADATA_FILE).read_text())["version"],
              model)
@@ -112,6 +155,9 @@ def delivery_query(spark: SparkSession, settings: Settings, sinks: tuple[str, ..
                            conf.max_offsets_per_trigger)
               .withColumn("transaction_id", F.lit(None).cast("string"))
               .withColumn("value", F.when(F.col("topic") != topics.raw, F.col("value"))))
+    check_checkpoint(root / DELIVERY, "removing it instead delivers again what Kafka still holds: MySQL, "
+                                      "Elasticsearch and the labels are keyed by id, the Delta scored table and "
+                                      "archive get those rows twice")
     return (scored.unionByName(others).writeStream.queryName(f"fraud-{DELIVERY}")
             .foreachBatch(DeliveryBatches(settings, sinks, lambda: checkpoint_query_id(root / DELIVERY), stop))
             .option("checkpointLocation", str(root / DELIVERY))
@@ -194,7 +240,8 @@ def run_stream(spark: SparkSession, settings: Settings, sinks: tuple[str, ...], 
                delivery: DeliveryProcess | None = None) -> None:
     """Run the queries named in ``parts`` until ``stop`` is set (see ``stop_on_signals``): a clean stop; or until
     one fails: its error is raised, the others are stopped. ``delivery``: the delivery query's own process, watched
-    and stopped with the rest. A newer model published meanwhile is served within MODEL_CHECK_S seconds.
+    (its caller stops it, whatever happens here). A newer model published meanwhile is served within MODEL_CHECK_S
+    seconds.
 
     Raises ValueError for an unknown sink, FileNotFoundError when there is no model, and the error of a failed
     query.
@@ -207,13 +254,11 @@ def run_stream(spark: SparkSession, settings: Settings, sinks: tuple[str, ...], 
         while not stop.wait(MODEL_CHECK_S):
             failure = stream.failure() or (delivery.failure() if delivery else None)
             if failure is not None:
-                raise failure
+                raise explained(failure) from failure
             stream.reload_model()
         log.info("stopping the stream once the micro-batches in progress are written")
     finally:
         stream.stop()
-        if delivery is not None:
-            delivery.stop()
 
 
 def stop_between_batches(query: StreamingQuery, patience_s: float = 120.0) -> None:

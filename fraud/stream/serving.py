@@ -51,13 +51,14 @@ def served_model(folder: Path, settings: Settings) -> ModelArtifact:
     return ModelArtifact(artifact.model, {**artifact.metadata, "thresholds": thresholds})
 
 
-def _batch_ids(folder: Path) -> list[int]:
+def batch_ids(folder: Path) -> list[int]:
+    """The micro-batch ids of a checkpoint's offset or commit log (``folder``), in order; [] when there is none."""
     return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit()) if folder.is_dir() else []
 
 
 def pending_batch(checkpoint: Path) -> int | None:
     """The micro-batch a query's checkpoint planned (offset log) but did not commit: the one a restart replays."""
-    planned, committed = _batch_ids(checkpoint / "offsets"), _batch_ids(checkpoint / "commits")
+    planned, committed = batch_ids(checkpoint / "offsets"), batch_ids(checkpoint / "commits")
     if planned and (not committed or planned[-1] > committed[-1]):
         return planned[-1]
     return None
@@ -68,7 +69,7 @@ def next_batch(checkpoint: Path) -> int:
     pending = pending_batch(checkpoint)
     if pending is not None:
         return pending
-    committed = _batch_ids(checkpoint / "commits")
+    committed = batch_ids(checkpoint / "commits")
     return committed[-1] + 1 if committed else 0
 
 
