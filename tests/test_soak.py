@@ -17,7 +17,6 @@ import time
 import numpy as np
 import pytest
 
-from fraud.clients.elasticsearch import SCORED, elasticsearch_client
 from fraud.clients.kafka import kafka_producer, read_topic
 from fraud.clients.mysql import connect
 from fraud.producer import load_history
@@ -25,6 +24,7 @@ from fraud.testing.data import BROKEN
 from fraud.testing.pipeline import (
     StreamProcess,
     assert_exactly_once_everywhere,
+    es_scored_count,
     mysql_count,
     produce_in_background,
     restart_after,
@@ -55,12 +55,6 @@ def _poison_in_background(settings, stop: threading.Event, sent: list[bytes | No
     return thread
 
 
-def _scored_documents(settings) -> int:
-    es = elasticsearch_client(settings)
-    es.indices.refresh(index=settings.elasticsearch.index)
-    return es.count(index=settings.elasticsearch.index, query=SCORED)["count"]
-
-
 def test_half_an_hour_of_traffic_with_poison_outages_and_a_crash(pipeline, stack, spark, data_dir, tmp_path):
     settings, env = pipeline("soak")
     history = load_history(data_dir / "transactions.parquet").iloc[:int(MINUTES * 60 * RATE)]
@@ -87,7 +81,7 @@ def test_half_an_hour_of_traffic_with_poison_outages_and_a_crash(pipeline, stack
         poisoner.join(60)
         print(f"{time.monotonic() - began:.0f}s: sent {len(history):,} transactions and {len(poison):,} poison",
               flush=True)
-        stream.wait_for(lambda: mysql_count(settings) == len(history) and _scored_documents(settings) == len(history)
+        stream.wait_for(lambda: mysql_count(settings) == len(history) and es_scored_count(settings) == len(history)
                         and mysql_count(settings, "dead_letters") >= len(poison), 1800,
                         "every transaction in MySQL and Elasticsearch, every poison record a dead letter")
         time.sleep(3 * settings.stream.delivery_trigger_seconds)  # the Delta writes of the last delivery batch

@@ -4,17 +4,22 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import signal
+import sys
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from pyspark.sql import functions as F
 
 from fraud.backfill import backfill
 from fraud.clients.kafka import kafka_producer
 from fraud.clients.mysql import connect
+from fraud.config import PROJECT_ROOT
 from fraud.features import EXTRA_FEATURES, HANDBOOK_FEATURES
+from fraud.process import Child
 from fraud.producer import Pace, load_history, replay
 from fraud.testing.data import BROKEN, shown
 from fraud.testing.pipeline import (
@@ -22,6 +27,7 @@ from fraud.testing.pipeline import (
     StreamProcess,
     delta_ids,
     es_ids,
+    es_scored_count,
     mysql_count,
     mysql_scored,
     topic_records,
@@ -170,11 +176,17 @@ def test_stream_features_and_scores_equal_the_backfill_over_45_days(pipeline, sp
     # one partition: delivery in the order sent (with several, Kafka orders records within a partition only)
     settings, env = pipeline("parity", FRAUD_KAFKA_PARTITIONS="1")
     stream = StreamProcess(env, tmp_path / "stream.log").start()
+    # meanwhile a backfill of the same slice upserts the same ids into the same MySQL table (README: Operations)
+    backfilling = Child([sys.executable, "-m", "fraud.cli", "backfill", "--input", str(path), "--sinks", "mysql"],
+                        tmp_path / "backfill.log", env=env, cwd=PROJECT_ROOT)
     try:  # paced like live traffic: the stream reads it in many micro-batches, the state carries over
         summary = replay(settings, history, Pace(rate=1000), progress=False)
         assert summary["transactions"] == len(history)
-        stream.wait_for(lambda: mysql_count(settings) == len(history), 1500, "every transaction scored")
+        assert backfilling.wait(900) == 0, (tmp_path / "backfill.log").read_text()[-3000:]
+        stream.wait_for(lambda: es_scored_count(settings) == len(history), 1500, "every transaction delivered")
+        time.sleep(3 * settings.stream.delivery_trigger_seconds)  # the Delta writes of the last delivery batch
     finally:
+        backfilling.stop(signal.SIGTERM, patience_s=30)
         stopped = stream.stop()
     assert stopped == 0, stream.log_tail()
 
@@ -192,3 +204,8 @@ def test_stream_features_and_scores_equal_the_backfill_over_45_days(pipeline, sp
     assert worst.iloc[0] <= 1e-6, f"largest differences:\n{worst.head()}\n{difference.idxmax().loc[worst.index[:3]]}"
     assert (streamed.decision == batch.decision).all()
     assert sorted(es_ids(settings)) == sorted(history.TRANSACTION_ID)
+    upserted = pd.DataFrame(mysql_scored(settings, "transaction_id, fraud_score, decision"),
+                            columns=["transaction_id", "fraud_score", "decision"]).set_index("transaction_id")
+    assert upserted.index.is_unique and (upserted.sort_index().index == batch.index).all()
+    assert (upserted.sort_index().fraud_score - batch.fraud_score).abs().max() <= 1e-6
+    assert (upserted.sort_index().decision == batch.decision).all()

@@ -18,7 +18,7 @@ import pandas as pd
 import psutil
 
 from fraud.bootstrap import bootstrap
-from fraud.clients.elasticsearch import elasticsearch_client
+from fraud.clients.elasticsearch import SCORED, elasticsearch_client
 from fraud.clients.kafka import kafka_admin, read_topic, topic_end_offsets
 from fraud.clients.mysql import connect
 from fraud.config import PROJECT_ROOT, Settings
@@ -121,6 +121,13 @@ def mysql_count(settings: Settings, table: str = "scored_transactions") -> int:
     with connect(settings) as conn, conn.cursor() as cur:
         cur.execute(f"SELECT COUNT(*) FROM {table}")
         return cur.fetchone()[0]
+
+
+def es_scored_count(settings: Settings) -> int:
+    """Scored documents in the Elasticsearch index (a label alone can create a document before its score)."""
+    es = elasticsearch_client(settings)
+    es.indices.refresh(index=settings.elasticsearch.index)
+    return es.count(index=settings.elasticsearch.index, query=SCORED)["count"]
 
 
 def es_ids(settings: Settings) -> list[int]:
