@@ -27,13 +27,22 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pyspark.errors import AnalysisException, ParseException
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
-from pyspark.sql.types import (BooleanType, DataType, DecimalType, IntegralType, NumericType, StringType,
-                               TimestampNTZType, TimestampType)
+from pyspark.sql.types import (
+    BooleanType,
+    DataType,
+    DecimalType,
+    IntegralType,
+    NumericType,
+    StringType,
+    TimestampNTZType,
+    TimestampType,
+)
 
 from fraud.config import ConfigError
 from fraud.io import InputError, input_format, read_transactions
@@ -186,12 +195,15 @@ def apply(df: DataFrame, mapping: SourceMapping, row_number: Column | None = Non
     column (listing ``df``'s), tx_datetime not a timestamp, tx_amount / label / features not numbers, an id of a
     floating type, no transaction_id without ``row_number``.
     """
-    if mapping.transaction_id is None and row_number is None:
+    if mapping.transaction_id:
+        transaction_id = _id(df, "transaction_id", mapping.transaction_id)
+    elif row_number is not None:
+        transaction_id = row_number.cast("string")
+    else:
         raise SourceError("transaction_id: not mapped, and this source has no row numbers to stand for it (only "
                           "CSV and Parquet files have): map it to the source's transaction id")
     columns = {
-        "TRANSACTION_ID": (_id(df, "transaction_id", mapping.transaction_id) if mapping.transaction_id
-                           else row_number.cast("string") if row_number is not None else None),
+        "TRANSACTION_ID": transaction_id,
         "TX_DATETIME": _time(df, "tx_datetime", mapping.tx_datetime),
         "CUSTOMER_ID": _id(df, "customer_id", mapping.customer_id),
         "TERMINAL_ID": (_id(df, "terminal_id", mapping.terminal_id) if mapping.terminal_id
@@ -230,15 +242,13 @@ def _numbered(df: DataFrame) -> DataFrame:
 
 def _referenced(df: DataFrame, expressions: list[str]) -> set[str]:
     """The columns of ``df`` that any of ``expressions`` names (those it cannot be resolved without)."""
-    named = set()
-    for column in df.columns:
-        for expression in expressions:
-            if column.lower() in expression.lower():
-                try:
-                    df.drop(column).select(F.expr(expression)).schema
-                except AnalysisException:
-                    named.add(column)
-    return named
+    def resolves(frame: DataFrame, expression: str) -> bool:
+        try:
+            return bool(frame.select(F.expr(expression)).schema)
+        except AnalysisException:
+            return False
+    return {column for column in df.columns for expression in expressions
+            if column.lower() in expression.lower() and not resolves(df.drop(column), expression)}
 
 
 def read_source(spark: SparkSession, path: str | Path, mapping: SourceMapping) -> DataFrame:
@@ -288,3 +298,11 @@ def read_history(spark: SparkSession, path: str | Path, mapping: SourceMapping |
         return read_transactions(spark, path)
     return read_source(spark, path, mapping).transform(in_contract_types)
 
+
+def check_own_features(columns: list[str], features: list[str], data: str | Path) -> None:
+    """Raises InputError naming the own features (``OWN_*``) among ``features`` (a model's) that ``columns`` (of
+    the transactions read from ``data``) lack: data read without the mapping the model was trained with."""
+    missing = [name for name in features if name.startswith(OWN_PREFIX) and name not in columns]
+    if missing:
+        raise InputError(f"{data}: no column(s) {missing}, the model's own features: read the data with the source "
+                         "mapping (--source) the model was trained with (its metadata.json, 'source')")
