@@ -272,8 +272,25 @@ def read_source(spark: SparkSession, path: str | Path, mapping: SourceMapping) -
     else:
         df = spark.read.format(fmt).load(str(path))
     if mapping.transaction_id is None and fmt != "delta":
-        return apply(_numbered(df), mapping, F.col(_ROW))
-    return apply(df, mapping)
+        mapped = apply(_numbered(df), mapping, F.col(_ROW))
+    else:
+        mapped = apply(df, mapping)
+    return mapped.transform(_required)
+
+
+_REQUIRED = {"TRANSACTION_ID": "transaction_id", "TX_DATETIME": "tx_datetime", "CUSTOMER_ID": "customer_id",
+             "TX_AMOUNT": "tx_amount"}
+
+
+def _required(mapped: DataFrame) -> DataFrame:
+    """``mapped`` where a row whose transaction id, time, card or amount is null stops the job with an error
+    naming the field and the row (a to_timestamp format that does not fit the text gives null, not an error)."""
+    def checked(column: str, field: str) -> Column:
+        where = F.coalesce(F.col("TRANSACTION_ID"), F.lit("(null)"))
+        error = F.raise_error(F.concat(F.lit(f"source mapping: {field} gave no value for transaction "), where,
+                                       F.lit(" (check its expression, e.g. the to_timestamp format)")))
+        return F.when(F.col(column).isNull(), error).otherwise(F.col(column))
+    return mapped.withColumns({column: checked(column, field) for column, field in _REQUIRED.items()})
 
 
 def in_contract_types(mapped: DataFrame) -> DataFrame:

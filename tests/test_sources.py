@@ -136,6 +136,21 @@ def test_without_transaction_id_a_source_needs_row_numbers(source, tmp_path):
 
 # ---------------------------------------------------------------- other people's files
 
+def test_a_field_without_value_stops_the_read_naming_it(spark, real_data, tmp_path):
+    text = (SOURCES / "paysim.yaml").read_text()
+    wrong_format = text.replace("timestamp'2017-01-01 00:00:00' + make_dt_interval(0, step)",
+                                "to_timestamp(concat('2017-01-01 ', step), 'yyyy-MM-dd HH:mm')")  # 1 is not HH:mm
+    with pytest.raises(Exception, match=r"tx_datetime gave no value for transaction 1 \(check its expression"):
+        read_source(spark, PAYSIM, _mapping(tmp_path, wrong_format)).collect()
+
+
+@pytest.mark.parametrize("name, counts", [("sparkov_train_head.csv", (5039, 5039, 22)),
+                                          ("sparkov_test_head.csv", (2145, 2145, 11))])
+def test_both_sparkov_files_map(spark, real_data, name, counts):
+    mapped = read_source(spark, REAL / name, load_source(SOURCES / "sparkov.yaml"))
+    assert tuple(mapped.selectExpr("count(*)", "count(DISTINCT TRANSACTION_ID)", "sum(TX_FRAUD)").first()) == counts
+
+
 def test_sparkov_maps_with_every_card_number_digit_kept(spark, real_data):
     mapped = read_source(spark, SPARKOV_TRAIN, load_source(SOURCES / "sparkov.yaml")).toPandas()
     raw = pd.read_csv(SPARKOV_TRAIN, dtype=str, keep_default_na=False)  # the file's own text

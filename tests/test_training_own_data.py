@@ -182,3 +182,14 @@ def test_fraud_features_maps_the_source(spark, tmp_path, capsys, paysim_digits, 
     assert json.loads(capsys.readouterr().out.splitlines()[-1])["rows"] == 12651
     features = pd.read_parquet(out)
     assert {"OWN_type", "TERMINAL_ID_RISK_7DAY_WINDOW", "CUSTOMER_ID_NB_TX_1DAY_WINDOW"} <= set(features.columns)
+
+
+def test_a_mapping_that_does_not_fit_the_file_exits_2_naming_the_field(spark, tmp_path, capsys, monkeypatch):
+    import fraud.spark
+    monkeypatch.setattr(fraud.spark, "spark_session", lambda *args, **kwargs: contextlib.nullcontext(spark))
+    mapping = tmp_path / "paysim.yaml"
+    mapping.write_text((SOURCES / "paysim.yaml").read_text().replace("tx_amount: amount", "tx_amount: nameOrig"))
+    assert main(["features", "--input", str(REAL / "paysim_sample.csv"), "--source", str(mapping),
+                 "--output", str(tmp_path / "out")]) == 2
+    assert "tx_amount: 'nameOrig' is string, not a number" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
