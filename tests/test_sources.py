@@ -175,12 +175,16 @@ def test_paysim_maps_with_row_numbers_and_hours_from_the_documented_start(spark,
     assert set(mapped.OWN_type) == set(raw.type)
 
 
-def test_row_numbers_are_the_same_on_every_read_and_follow_the_files_in_path_order(spark, real_data, tmp_path):
+@pytest.mark.parametrize("kind", ["csv", "parquet"])
+def test_row_numbers_are_the_same_on_every_read_and_follow_the_files_in_path_order(spark, real_data, tmp_path, kind):
     folder = tmp_path / "paysim"
     folder.mkdir()
     raw = pd.read_csv(PAYSIM)
-    raw.iloc[:5000].to_csv(folder / "part-1.csv", index=False)
-    raw.iloc[5000:].to_csv(folder / "part-2.csv", index=False)
+    for name, part in (("part-1", raw.iloc[:5000]), ("part-2", raw.iloc[5000:])):
+        if kind == "csv":
+            part.to_csv(folder / f"{name}.csv", index=False)
+        else:
+            part.to_parquet(folder / f"{name}.parquet", index=False, row_group_size=500)
     mapping = load_source(SOURCES / "paysim.yaml")
 
     def numbering() -> list[str]:
@@ -191,7 +195,8 @@ def test_row_numbers_are_the_same_on_every_read_and_follow_the_files_in_path_ord
     previous = spark.conf.get("spark.sql.files.maxPartitionBytes")
     spark.conf.set("spark.sql.files.maxPartitionBytes", "65536")  # the files read in many blocks, several tasks
     try:
-        assert spark.read.csv(str(folder)).select("_metadata.file_block_start").distinct().count() > 4
+        blocks = spark.read.format(kind).load(str(folder)).select("_metadata.file_block_start").distinct()
+        assert blocks.count() > 4
         assert numbering() == raw.nameOrig.tolist()
     finally:
         spark.conf.set("spark.sql.files.maxPartitionBytes", previous)
