@@ -115,7 +115,8 @@ def test_training_on_paysim_through_the_mapping_measures_the_time_split_and_writ
     assert metadata["source"] == paysim_digits.model_dump() and metadata["categorical"] == ["OWN_type"]
     assert "OWN_type" in metadata["features"]
     report = (model_dir / "report" / "report.md").read_text()
-    assert "time split" in report and "review: precision" in report
+    assert "time split" in report and "review: precision" in report and "source mapping" in report
+    assert "Published handbook results" not in report
     for plot in ("curves.png", "score_distribution.png", "confusion_matrix.png", "feature_importance.png"):
         assert (model_dir / "report" / plot).stat().st_size > 1000
 

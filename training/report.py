@@ -1,6 +1,7 @@
 """The training report: PNG plots and a markdown summary next to the model."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -81,6 +82,19 @@ def write_report(model_dir: Path, artifact: ModelArtifact, test: pd.DataFrame, s
                              f"{m.get('cp100_ceiling', float('nan')):.3f} |" for week, m in metadata["metrics"].items())
     published_rows = "\n".join(f"| {name} | {auc:.3f} | {ap:.3f} | {cp:.3f} |"
                                for name, (auc, ap, cp) in PUBLISHED.items())
+    handbook = f"""
+The ceiling (handbook data only) is the CP@100 of an oracle that catches every card
+with a fraud the delayed labels can reveal; frauds at terminals compromised too
+recently for any of their labels to be known cannot be (`training.metrics.card_precision_ceiling`).
+
+Published handbook results on the 2018-08-08 week, for comparison:
+
+| model | AUC ROC | AP | CP@100 |
+|---|---|---|---|
+{published_rows}
+"""
+    if "source" in metadata:  # other data: the handbook's figures do not compare
+        handbook = f"\nData read with the source mapping `{json.dumps(metadata['source'])}`.\n"
     window = metadata["training_window"]
     first = next(iter(metadata["metrics"].values()))
     by_day = ", ".join(f"{day} {value:.3f}" for day, value in first.get("cp100_by_day", {}).items()) or "-"
@@ -103,17 +117,7 @@ transactions, {metadata['training_frauds']:,} frauds), label delay {window['dela
 {metrics_rows}
 
 CP@100 by day of the first test week: {by_day}.
-
-The ceiling (handbook data only) is the CP@100 of an oracle that catches every card
-with a fraud the delayed labels can reveal; frauds at terminals compromised too
-recently for any of their labels to be known cannot be (`training.metrics.card_precision_ceiling`).
-
-Published handbook results on the 2018-08-08 week, for comparison:
-
-| model | AUC ROC | AP | CP@100 |
-|---|---|---|---|
-{published_rows}
-
+{handbook}
 ## Decisions at the shipped thresholds (test week)
 
 - review from score {review:.4f}: {metadata['thresholds']['review']['how']}
