@@ -36,7 +36,7 @@ from fraud.config import load_settings
 from fraud.data import dataset_path
 from fraud.features_pandas import add_all_features_pandas
 from fraud.spark import spark_session
-from training.artifacts import load_model, model_inputs
+from training.artifacts import load_model
 from udfs.scoring import score_column, score_features
 
 ROWS = {False: 500_000, True: 50_000}  # full, quick
@@ -66,7 +66,7 @@ def run(out: Path, quick: bool) -> Outcome:
     artifact = load_model(MODEL)
     features = feature_rows(ROWS[quick])
     n = len(features)
-    predict = lambda: artifact.model.predict_proba(model_inputs(features, artifact.features))[:, 1]  # noqa: E731
+    predict = lambda: artifact.model.predict_proba(artifact.inputs(features))[:, 1]  # noqa: E731
     with threadpool_limits(limits=1):
         one_thread_s, _ = median_seconds(predict)
     with threadpool_limits(limits=CORES):

@@ -30,7 +30,10 @@ from click.core import ParameterSource
 from fraud.config import ConfigError, load_settings
 
 if TYPE_CHECKING:  # the CLI only needs load_settings, ConfigError and the settings' attributes
+    import pandas as pd
+
     from fraud.config import Settings
+    from fraud.sources import SourceMapping
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
@@ -87,6 +90,20 @@ def dataset_option(*decls: str, help: str = "transactions") -> Decorator:
     """A transaction history; without it, the configured data_dir's transactions.parquet (``_dataset_or``)."""
     return click.option(*decls, metavar="PATH", help=f"{help} (default: the configured data_dir's "
                                                      "transactions.parquet)")
+
+
+def _source(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    from fraud.sources import load_source  # raises SourceError, a ConfigError: exit code 2 before any work
+    return None if value is None else load_source(value)
+
+
+def source_option(input_name: str = "--input") -> Decorator:
+    """``--source FILE.yaml``: the input is the user's own data, mapped to the handbook columns by that mapping
+    (``fraud.sources``); loaded and checked when the options are read."""
+    return click.option("--source", metavar="FILE.yaml", callback=_source,
+                        help=f"source mapping: {input_name} is your own data, each handbook field a Spark SQL "
+                             "expression over its columns, plus your own features (conf/sources/ has examples; "
+                             "default: the handbook's columns)")
 
 
 def model_option(help: str, required: bool = False, default: str | None = None) -> Decorator:
@@ -276,31 +293,36 @@ def _package_code(settings: Settings, dest: str) -> int:
 
 
 @command("features", "compute the handbook and extra features of a transaction history",
-         "Reads Parquet, CSV or a Delta table with the handbook columns (or the Kafka message names) and writes "
-         "Parquet: the input columns, the 14 handbook features under their handbook names, and the extras.")
+         "Reads Parquet, CSV or a Delta table with the handbook columns (or the Kafka message names; with --source, "
+         "any columns the mapping turns into them) and writes Parquet: the input columns, the 14 handbook features "
+         "under their handbook names, and the extras.")
 @input_option("Parquet file/folder, CSV file/folder or Delta table", required=True)
+@source_option()
 @click.option("--output", required=True, metavar="PATH", help="Parquet folder to write (replaced)")
 @delay_days_option("label delay for terminal risk")
-def _features(settings: Settings, input: str, output: str, delay_days: int) -> int:
+def _features(settings: Settings, input: str, source: SourceMapping | None, output: str, delay_days: int) -> int:
     from fraud.features_spark import add_all_features
-    from fraud.io import read_transactions
+    from fraud.sources import read_history
     from fraud.spark import spark_session
 
     with spark_session(settings, "fraud-features") as spark:
-        transactions = read_transactions(spark, input)
+        transactions = read_history(spark, input, source)
         add_all_features(transactions, delay_days=delay_days).write.mode("overwrite").parquet(output)
         rows = spark.read.parquet(output).count()
     print(json.dumps({"input": input, "output": output, "rows": rows}))
     return 0
 
 
-@command("train", "train and evaluate a model on the handbook protocol",
-         "Trains on the N days ending --delay-days before --test-start and tests on the handbook's test set "
-         "(known-compromised cards removed). Prints one JSON line with auc, ap, cp100 (and, on the handbook's data, "
-         "cp100_ceiling: the CP@100 of an oracle catching every card the delayed labels can reveal); with "
-         "--model-out also writes the model, its metadata and a report.",
+@command("train", "train and evaluate a model (handbook protocol, or a time split on your own data)",
+         "Trains on the N days ending --delay-days before --test-start and tests on the --test-days from "
+         "--test-start: on the handbook's data its test set (known-compromised cards removed), on other data "
+         "(--source) every transaction of those days. Prints one JSON line with auc, ap, cp100 and cp100_by_day (and, "
+         "on the handbook's data, cp100_ceiling: the CP@100 of an oracle catching every card the delayed labels can "
+         "reveal); with --model-out also writes the model, its metadata and a report, and adds the precision and "
+         "recall at the review and block thresholds. With --source, the mapping's own features join the model's.",
          variadic=("--later-weeks",))
 @dataset_option("--data")
+@source_option("--data")
 @test_start_option(default="2018-08-08")
 @click.option("--train-days", type=int, help="training days (default: the recipe's; 56 shipped, 7 baseline)")
 @delay_days_option("label delay between training and test")
@@ -310,8 +332,9 @@ def _features(settings: Settings, input: str, output: str, delay_days: int) -> i
 @click.option("--model-out", metavar="PATH", help="folder to write the model to, e.g. models/NAME")
 @click.option("--later-weeks", multiple=True, metavar="DATE [DATE ...]",
               help="more test-week starts to measure the saved model on")
-def _train(settings: Settings, data: str | None, test_start: str, train_days: int | None, delay_days: int,
-           test_days: int, recipe: str, model_out: str | None, later_weeks: tuple[str, ...]) -> int:
+def _train(settings: Settings, data: str | None, source: SourceMapping | None, test_start: str,
+           train_days: int | None, delay_days: int, test_days: int, recipe: str, model_out: str | None,
+           later_weeks: tuple[str, ...]) -> int:
     import dataclasses
 
     from fraud.spark import spark_session
@@ -324,30 +347,33 @@ def _train(settings: Settings, data: str | None, test_start: str, train_days: in
     split = Split(parse_day(test_start), chosen.train_days, delay_days, test_days)
     with spark_session(settings, "fraud-train") as spark:
         metrics, artifact = train(spark, _dataset_or(data, settings), split, chosen, model_out,
-                                  tuple(parse_day(week) for week in later_weeks))
+                                  tuple(parse_day(week) for week in later_weeks), source)
     print(json.dumps({**metrics, **split.describe(), "recipe": recipe,
                       **({"model": artifact.version, "metrics_by_week": artifact.metadata["metrics"]}
                          if artifact else {})}))
     return 0
 
 
-@command("evaluate", "measure a trained model on any test week (handbook protocol)",
-         "Tests a trained model on the handbook's test set of any week. Prints one JSON line with auc, ap, cp100 "
-         "(and cp100_ceiling on the handbook's data).")
+@command("evaluate", "measure a trained model on any test week (handbook protocol, or a time split on your own data)",
+         "Tests a trained model on any week: the handbook's test set on its data, every transaction of the test "
+         "days on other data (--source). Prints one JSON line with auc, ap, cp100, cp100_by_day, the precision and "
+         "recall at the model's review and block thresholds (and cp100_ceiling on the handbook's data). A model "
+         "trained with a mapping's own features needs data read with that mapping.")
 @model_option("model folder (e.g. models/default)", required=True)
 @dataset_option("--data")
+@source_option("--data")
 @test_start_option()
 @test_days_option()
 @delay_days_option()
-def _evaluate(settings: Settings, model: str, data: str | None, test_start: str, test_days: int,
-              delay_days: int) -> int:
+def _evaluate(settings: Settings, model: str, data: str | None, source: SourceMapping | None, test_start: str,
+              test_days: int, delay_days: int) -> int:
     from fraud.spark import spark_session
     from training.protocol import Split, parse_day
     from training.train import evaluate
 
     split = Split(parse_day(test_start), 7, delay_days, test_days)
     with spark_session(settings, "fraud-evaluate") as spark:
-        metrics = evaluate(spark, model, _dataset_or(data, settings), split)
+        metrics = evaluate(spark, model, _dataset_or(data, settings), split, source)
     print(json.dumps({**metrics, "model": model, "test_start": split.test_start.isoformat(),
                       "test_days": split.test_days}))
     return 0
@@ -357,15 +383,17 @@ def _evaluate(settings: Settings, model: str, data: str | None, test_start: str,
          "The stream's features and scoring over historical Parquet, CSV or Delta; one row per transaction in each "
          "sink, also on a rerun.")
 @input_option("Parquet, CSV or Delta transaction history", required=True)
+@source_option()
 @model_option("model folder (default models/default)", default="models/default")
 @sinks_option()
 @delay_days_option("label delay for terminal risk")
-def _backfill(settings: Settings, input: str, model: str, sinks: str, delay_days: int) -> int:
+def _backfill(settings: Settings, input: str, source: SourceMapping | None, model: str, sinks: str,
+              delay_days: int) -> int:
     from fraud.backfill import backfill
     from fraud.spark import spark_session
 
     with spark_session(settings, "fraud-backfill") as spark:
-        report = backfill(spark, settings, input, model, tuple(sinks.split(",")), delay_days)
+        report = backfill(spark, settings, input, model, tuple(sinks.split(",")), delay_days, source)
     print(json.dumps(report))
     return 0
 
@@ -447,9 +475,10 @@ def _run(settings: Settings, rate: float, model: str | None) -> int:
 @command("produce", "replay transactions to Kafka in event-time order, labels after the delay",
          "Sends transactions to transactions.raw (JSON keyed by customer) and each label to transactions.labels "
          "once event time + the delay has passed.",
-         epilog="--input and --simulate exclude each other; exactly one of --rate and --speedup is required.",
-         one_of=((("input", "simulate"), False), (("rate", "speedup"), True)))
+         epilog="--simulate excludes --input and --source; exactly one of --rate and --speedup is required.",
+         one_of=((("input", "simulate"), False), (("source", "simulate"), False), (("rate", "speedup"), True)))
 @dataset_option("--input", help="Parquet or CSV history")
+@source_option()
 @click.option("--simulate", is_flag=True, help="an endless generated stream: the handbook's fraud scenarios plus "
                                                "card testing and account takeover")
 @click.option("--customers", type=int, default=5000, help="with --simulate (default 5000)")
@@ -462,7 +491,8 @@ def _run(settings: Settings, rate: float, model: str | None) -> int:
                                               "first simulated day (default 2026-01-01)")
 @click.option("--first-id", type=int, default=0, help="with --simulate: first transaction id (default 0)")
 @delay_days_option()
-def _produce(settings: Settings, input: str | None, simulate: bool, customers: int, terminals: int, seed: int,
+def _produce(settings: Settings, input: str | None, source: SourceMapping | None, simulate: bool, customers: int,
+             terminals: int, seed: int,
              rate: float | None, speedup: float | None, limit: int | None, start: str | None, first_id: int,
              delay_days: int) -> int:
     from fraud.producer import Pace, labels_still_due, load_history, replay
@@ -473,7 +503,12 @@ def _produce(settings: Settings, input: str | None, simulate: bool, customers: i
         first_day = datetime.fromisoformat(start) if start else datetime(2026, 1, 1)
         history = Simulator(customers, terminals, seed=seed, start=first_day, first_id=first_id).transactions()
     else:
-        dataset = _dataset_or(input, settings)
+        dataset: str | pd.DataFrame = _dataset_or(input, settings)
+        if source is not None:  # mapped once, in Spark, then replayed like any history
+            from fraud.producer import mapped_history
+            from fraud.spark import spark_session
+            with spark_session(settings, "fraud-produce-mapping") as spark:
+                dataset = mapped_history(spark, dataset, source)
         history = load_history(dataset, start)
         if start:  # a resumed replay also sends the labels the earlier one had not reached yet
             labels_due = labels_still_due(dataset, start, delay_days)

@@ -18,12 +18,14 @@ from pathlib import Path
 from typing import Iterable
 
 import pandas as pd
+from pyspark.sql import SparkSession
 from tqdm import tqdm
 
 from fraud.clients.kafka import kafka_producer
 from fraud.config import Settings
 from fraud.features import LABEL_DELAY_DAYS
 from fraud.schemas import HANDBOOK_COLUMNS, LABEL_COLUMN, LABEL_FIELDS, TRANSACTION_FIELDS
+from fraud.sources import SourceMapping, read_history
 
 COLUMNS = [*HANDBOOK_COLUMNS, LABEL_COLUMN]
 
@@ -48,20 +50,31 @@ class Pace:
         return event_seconds / self.speedup
 
 
-def load_history(path: str | Path, start: str | None = None) -> pd.DataFrame:
-    """Transactions in event-time order (ties by id), from ``start`` on."""
-    source = Path(path)
-    frame = pd.read_csv(source, parse_dates=["TX_DATETIME"]) if source.suffix == ".csv" else pd.read_parquet(source)
+def mapped_history(spark: SparkSession, path: str | Path, source: SourceMapping) -> pd.DataFrame:
+    """The transactions at ``path`` in the handbook columns, read with the source mapping ``source``
+    (``fraud.sources.read_history``), as one pandas frame for ``load_history``. Raises InputError, SourceError."""
+    return read_history(spark, path, source).select(*COLUMNS).toPandas()
+
+
+def load_history(history: str | Path | pd.DataFrame, start: str | None = None) -> pd.DataFrame:
+    """Transactions in event-time order (ties by id), from ``start`` on: from a Parquet or CSV file in the
+    handbook columns, or a frame of them (``mapped_history``)."""
+    if isinstance(history, pd.DataFrame):
+        frame = history
+    else:
+        path = Path(history)
+        frame = pd.read_csv(path, parse_dates=["TX_DATETIME"]) if path.suffix == ".csv" else pd.read_parquet(path)
     frame = frame[[c for c in COLUMNS if c in frame.columns]]
     if start:
         frame = frame[frame.TX_DATETIME >= pd.Timestamp(start)]
     return frame.sort_values(["TX_DATETIME", "TRANSACTION_ID"], kind="stable")
 
 
-def labels_still_due(path: str | Path, start: str, delay_days: int = LABEL_DELAY_DAYS) -> pd.DataFrame:
+def labels_still_due(history: str | Path | pd.DataFrame, start: str,
+                     delay_days: int = LABEL_DELAY_DAYS) -> pd.DataFrame:
     """Transactions before ``start`` whose labels are due at or after it (event time + delay >= start): what a
     replay resumed at ``start`` must still publish, because the replay before it stopped first."""
-    frame = load_history(path, pd.Timestamp(start) - pd.Timedelta(days=delay_days))
+    frame = load_history(history, str(pd.Timestamp(start) - pd.Timedelta(days=delay_days)))
     return frame[frame.TX_DATETIME < pd.Timestamp(start)]
 
 

@@ -135,7 +135,8 @@ def test_training_and_evaluation_on_a_small_window(small_window, tmp_path):
                              "FRAUD_NOTEBOOK_TEST_DAYS": "1", "FRAUD_NOTEBOOK_OUTPUT": str(output)},
                             "02-training-and-evaluation.ipynb")
     metrics = ast.literal_eval(result(notebook, "metrics"))
-    assert set(metrics) == {"auc", "ap", "cp100", "cp100_ceiling"}
+    assert set(metrics) == {"auc", "ap", "cp100", "cp100_ceiling", "cp100_by_day", "review_precision", "review_recall",
+                            "block_precision", "block_recall"}
     assert 0.5 < metrics["auc"] <= 1 and 0 < metrics["ap"] <= 1 and 0 < metrics["cp100"] <= 1
     assert 0 < metrics["cp100_ceiling"] <= 1
     assert figures(notebook, "report") == 4

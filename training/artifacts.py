@@ -13,10 +13,11 @@ import platform
 from dataclasses import dataclass
 from importlib import metadata as package_metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import joblib
 import numpy as np
+import pandas as pd
 
 MODEL_FILE, METADATA_FILE = "model.joblib", "metadata.json"
 LIBRARIES = ("scikit-learn", "numpy", "pandas", "pyspark", "joblib")
@@ -36,18 +37,36 @@ class ModelArtifact:
         return self.metadata["features"]
 
     @property
+    def categorical(self) -> list[str]:
+        """The features among ``features`` that are categories (text): a source mapping's own categorical ones."""
+        return self.metadata.get("categorical", [])
+
+    @property
     def thresholds(self) -> dict[str, float]:
         return {name: spec["value"] for name, spec in self.metadata["thresholds"].items()}
 
+    def inputs(self, frame: pd.DataFrame) -> np.ndarray | pd.DataFrame:
+        """``model_inputs`` of ``frame`` (a pandas frame with every feature) for this model."""
+        return model_inputs(frame, self.features, self.categorical)
 
-def model_inputs(frame, features: list[str]):
-    """The model's input matrix: ``features`` of ``frame`` as floats rounded to 1e-9.
+
+def model_inputs(frame: pd.DataFrame, features: list[str],
+                 categorical: Sequence[str] = ()) -> np.ndarray | pd.DataFrame:
+    """The model's inputs: ``features`` of ``frame`` as floats rounded to 1e-9, a matrix; with ``categorical``
+    features (text), a DataFrame of ``features`` where those stay text (null: NaN) for the model's encoder.
 
     The Spark features and their numpy twin (the stream) agree to about 1e-13, but a
     tree split placed between two values that close (1.0 and 1.0000000000000002, say)
     would still send them different ways; rounding gives both paths the same inputs.
     """
-    return np.round(frame[features].to_numpy(dtype=float), 9)
+    numbers = [name for name in features if name not in categorical]
+    matrix = np.round(frame[numbers].to_numpy(dtype=float), 9)
+    if not categorical:
+        return matrix
+    inputs = pd.DataFrame(matrix, columns=numbers, index=frame.index)
+    for name in categorical:
+        inputs[name] = frame[name].astype(object).where(frame[name].notna(), np.nan)
+    return inputs[features]
 
 
 def library_versions() -> dict[str, str]:

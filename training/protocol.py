@@ -1,11 +1,13 @@
-"""The handbook's evaluation protocol: time split with a label delay, known-compromised cards removed.
+"""The evaluation protocol: time split with a label delay; on the handbook's data, known-compromised cards removed.
 
 Training covers the ``train_days`` days that end ``delay_days`` before the test
-start. The test set is always the handbook's, whatever ``train_days`` is: on each
-test day, the transactions of cards already known to be compromised are dropped,
-known meaning a fraud in the 7 days before the delay, or on a day whose labels
-have arrived by then (test day minus the delay). Frames use the handbook's
-column names; ``TX_DATETIME`` is a naive UTC timestamp.
+start. On the handbook's data (it has the TX_FRAUD_SCENARIO column) the test set is
+the handbook's, whatever ``train_days`` is: on each test day, the transactions of
+cards already known to be compromised are dropped, known meaning a fraud in the 7
+days before the delay, or on a day whose labels have arrived by then (test day minus
+the delay). On other data (a source mapping's) it is every transaction of the test
+days: a plain time split. Frames use the handbook's column names; ``TX_DATETIME`` is
+a naive UTC timestamp.
 """
 from __future__ import annotations
 
@@ -54,6 +56,22 @@ def parse_day(text: str | date | datetime) -> datetime:
 
 def training_set(df: pd.DataFrame, split: Split) -> pd.DataFrame:
     return df[(df.TX_DATETIME >= split.train_start) & (df.TX_DATETIME < split.train_end)]
+
+
+SCENARIO_COLUMN = "TX_FRAUD_SCENARIO"  # only the handbook's simulated data has it
+
+
+def evaluation_set(df: pd.DataFrame, split: Split) -> pd.DataFrame:
+    """The test days of ``df``: ``handbook_test_set`` on the handbook's data, else every transaction of those days."""
+    if SCENARIO_COLUMN in df.columns:
+        return handbook_test_set(df, split)
+    return df[(df.TX_DATETIME >= split.test_start) & (df.TX_DATETIME < split.test_end)]
+
+
+def protocol(df: pd.DataFrame) -> str:
+    """What ``evaluation_set`` does with ``df``, in words (for reports and metadata)."""
+    return ("handbook: known-compromised cards removed" if SCENARIO_COLUMN in df.columns
+            else "time split: every transaction of the test days")
 
 
 def handbook_test_set(df: pd.DataFrame, split: Split) -> pd.DataFrame:

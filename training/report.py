@@ -1,6 +1,7 @@
 """The training report: PNG plots and a markdown summary next to the model."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +10,7 @@ from matplotlib.figure import Figure  # figures drawn to files without pyplot: n
 from sklearn.inspection import permutation_importance
 from sklearn.metrics import ConfusionMatrixDisplay, PrecisionRecallDisplay, RocCurveDisplay, confusion_matrix
 
-from training.artifacts import ModelArtifact, model_inputs
+from training.artifacts import ModelArtifact
 from training.thresholds import decide
 
 PUBLISHED = {  # the handbook's best published results on the 2018-08-08 week (AUC / AP / CP@100)
@@ -65,7 +66,7 @@ def write_report(model_dir: Path, artifact: ModelArtifact, test: pd.DataFrame, s
     plots.append(_save(fig, out / "confusion_matrix.png"))
 
     sample = test.sample(n=min(len(test), 20_000), random_state=0)
-    importance = permutation_importance(artifact.model, model_inputs(sample, artifact.features),
+    importance = permutation_importance(artifact.model, artifact.inputs(sample),
                                         sample.TX_FRAUD.to_numpy(), scoring="average_precision", n_repeats=3,
                                         random_state=0, n_jobs=1)
     order = np.argsort(importance.importances_mean)
@@ -81,22 +82,7 @@ def write_report(model_dir: Path, artifact: ModelArtifact, test: pd.DataFrame, s
                              f"{m.get('cp100_ceiling', float('nan')):.3f} |" for week, m in metadata["metrics"].items())
     published_rows = "\n".join(f"| {name} | {auc:.3f} | {ap:.3f} | {cp:.3f} |"
                                for name, (auc, ap, cp) in PUBLISHED.items())
-    window = metadata["training_window"]
-    flagged = decisions != "approve"
-    summary = f"""# Model `{artifact.version}`
-
-{metadata['recipe']['description']}
-
-Trained on {window['train_start'][:10]} .. {window['train_end'][:10]} (exclusive; {metadata['training_rows']:,}
-transactions, {metadata['training_frauds']:,} frauds), label delay {window['delay_days']} days, on
-{len(artifact.features)} features. Data sha256 `{metadata['data']['sha256'][:16]}…`.
-
-## Test weeks (handbook protocol: known-compromised cards removed, CP@100 per day)
-
-| test week start | AUC ROC | average precision | card precision top-100 | CP@100 ceiling |
-|---|---|---|---|---|
-{metrics_rows}
-
+    handbook = f"""
 The ceiling (handbook data only) is the CP@100 of an oracle that catches every card
 with a fraud the delayed labels can reveal; frauds at terminals compromised too
 recently for any of their labels to be known cannot be (`training.metrics.card_precision_ceiling`).
@@ -106,7 +92,32 @@ Published handbook results on the 2018-08-08 week, for comparison:
 | model | AUC ROC | AP | CP@100 |
 |---|---|---|---|
 {published_rows}
+"""
+    if "source" in metadata:  # other data: the handbook's figures do not compare
+        handbook = f"\nData read with the source mapping `{json.dumps(metadata['source'])}`.\n"
+    window = metadata["training_window"]
+    first = next(iter(metadata["metrics"].values()))
+    by_day = ", ".join(f"{day} {value:.3f}" for day, value in first.get("cp100_by_day", {}).items()) or "-"
+    at_thresholds = "".join(f"- {name}: precision {first[f'{name}_precision']:.3f}, recall "
+                            f"{first[f'{name}_recall']:.3f} (transactions scored from the threshold on)\n"
+                            for name in ("review", "block") if f"{name}_precision" in first)
+    flagged = decisions != "approve"
+    summary = f"""# Model `{artifact.version}`
 
+{metadata['recipe']['description']}
+
+Trained on {window['train_start'][:10]} .. {window['train_end'][:10]} (exclusive; {metadata['training_rows']:,}
+transactions, {metadata['training_frauds']:,} frauds), label delay {window['delay_days']} days, on
+{len(artifact.features)} features. Data sha256 `{metadata['data']['sha256'][:16]}…`.
+
+## Test weeks ({metadata.get('protocol', 'handbook: known-compromised cards removed')}; CP@100 per day)
+
+| test week start | AUC ROC | average precision | card precision top-100 | CP@100 ceiling |
+|---|---|---|---|---|
+{metrics_rows}
+
+CP@100 by day of the first test week: {by_day}.
+{handbook}
 ## Decisions at the shipped thresholds (test week)
 
 - review from score {review:.4f}: {metadata['thresholds']['review']['how']}
@@ -114,7 +125,7 @@ Published handbook results on the 2018-08-08 week, for comparison:
 - flagged {int(flagged.sum()):,} of {len(scores):,} transactions, catching {int(labels[flagged].sum())} of
   {int(labels.sum())} frauds; blocked {int((decisions == 'block').sum()):,}, of which
   {int(labels[decisions == 'block'].sum())} fraud.
-
+{at_thresholds}
 """ + "\n".join(f"![{name}]({name})" for name in plots) + "\n"
     (out / "report.md").write_text(summary)
     return out

@@ -15,7 +15,7 @@ from pyspark.sql import Column, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.functions import pandas_udf
 
-from training.artifacts import ModelArtifact, model_inputs
+from training.artifacts import ModelArtifact
 from training.reasons import reason_codes
 from training.thresholds import decide
 
@@ -23,7 +23,7 @@ SCORE_TYPE = "fraud_score double, decision string, reason_codes string, model_ve
 
 def score_features(artifact: ModelArtifact, features: pd.DataFrame) -> pd.DataFrame:
     """Score feature rows: probability of fraud, decision at the model's thresholds, reasons, version."""
-    scores = artifact.model.predict_proba(model_inputs(features, artifact.features))[:, 1]
+    scores = artifact.model.predict_proba(artifact.inputs(features))[:, 1]
     thresholds = artifact.thresholds
     decisions = decide(scores, thresholds["review"], thresholds["block"])
     reasons = pd.Series("", index=features.index, dtype="object")

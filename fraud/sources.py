@@ -1,0 +1,325 @@
+"""Your own data: a source mapping (``--source FILE.yaml``) turns any transaction file into the handbook columns.
+
+A mapping gives each contract field as a Spark SQL expression over the source's own columns (a bare column name is
+the simplest expression)::
+
+    transaction_id: trans_num               # omitted: the row number in the files (1-based; files only)
+    tx_datetime: "to_timestamp(trans_date_trans_time, 'yyyy-MM-dd HH:mm:ss')"
+    customer_id: cc_num                     # the card
+    terminal_id: merchant                   # omitted: one terminal for every row (SINGLE_TERMINAL, a single shop)
+    tx_amount: amt
+    label: is_fraud                         # 1 / 0; training and evaluation only (omitted: unknown, null)
+    features:                               # your own numeric features, fed to the model as doubles
+      city_pop: city_pop
+    categorical:                            # your own categorical features, fed to the model as categories (text)
+      category: category
+
+``load_source`` reads and checks the YAML (unknown keys, missing fields, feature names); ``apply`` checks every
+expression against a DataFrame's columns and types, before any Spark job runs, then gives the handbook columns
+(``fraud.schemas``: TRANSACTION_ID, TX_DATETIME, CUSTOMER_ID, TERMINAL_ID, TX_AMOUNT, TX_FRAUD) followed by the own
+features, each named ``OWN_`` + its name (``OWN_city_pop``, ``OWN_category``; no built-in feature starts with
+``OWN_``). ``read_source`` reads files (CSV, Parquet; Delta with a mapped transaction_id) and applies a mapping;
+``read_history`` is what the batch commands call: ``fraud.io.read_transactions`` without a mapping.
+
+Every error is a ``SourceError`` (a ``fraud.config.ConfigError``: exit code 2 from the CLI) naming the field.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pyspark.errors import AnalysisException, ParseException
+from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+from pyspark.sql.types import (
+    BooleanType,
+    DataType,
+    DecimalType,
+    IntegralType,
+    NumericType,
+    StringType,
+    TimestampNTZType,
+    TimestampType,
+)
+
+from fraud.config import ConfigError
+from fraud.io import InputError, input_format, read_transactions
+from fraud.schemas import HANDBOOK_COLUMNS, LABEL_COLUMN
+
+OWN_PREFIX = "OWN_"  # the column of own feature NAME is OWN_NAME
+SINGLE_TERMINAL = "0"  # TERMINAL_ID of every row when terminal_id is not mapped
+IDS = ("transaction_id", "customer_id", "terminal_id")
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+
+
+class SourceError(ConfigError):
+    """A source mapping that cannot work with its source; the message names the field."""
+
+
+class SourceMapping(BaseModel):
+    """A source mapping: each contract field a Spark SQL expression over the source's columns (text)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    transaction_id: str | None = None
+    tx_datetime: str
+    customer_id: str
+    terminal_id: str | None = None
+    tx_amount: str
+    label: str | None = None
+    features: dict[str, str] = Field(default_factory=dict)
+    categorical: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("features", "categorical")
+    @classmethod
+    def _names(cls, value: dict[str, str]) -> dict[str, str]:
+        bad = [name for name in value if not _NAME.fullmatch(str(name))]
+        if bad:
+            raise ValueError(f"feature names must be a letter then letters, digits or _, got {bad}")
+        return value
+
+    @model_validator(mode="after")
+    def _distinct(self) -> SourceMapping:
+        twice = sorted({n.upper() for n in self.features} & {n.upper() for n in self.categorical})
+        if twice:
+            raise ValueError(f"{twice} both in features and categorical")
+        return self
+
+    @property
+    def own_features(self) -> list[str]:
+        """The columns of the own numeric features (doubles), in mapping order."""
+        return [OWN_PREFIX + name for name in self.features]
+
+    @property
+    def own_categorical(self) -> list[str]:
+        """The columns of the own categorical features (text), in mapping order."""
+        return [OWN_PREFIX + name for name in self.categorical]
+
+
+def load_source(path: str | Path) -> SourceMapping:
+    """The mapping in the YAML file ``path``. Raises SourceError (missing file, bad YAML, unknown or missing keys,
+    bad feature names), naming the key."""
+    file = Path(path)
+    if not file.is_file():
+        raise SourceError(f"source mapping not found: {file}")
+    try:
+        tree = yaml.safe_load(file.read_text())
+    except yaml.YAMLError as error:
+        raise SourceError(f"{file} is not valid YAML: {error}".replace("\n", " ")) from None
+    try:
+        return SourceMapping.model_validate(tree)
+    except ValidationError as error:
+        raise SourceError(f"source mapping {file}: {_describe(error)}") from None
+
+
+def _describe(error: ValidationError) -> str:
+    messages = []
+    for detail in error.errors():
+        key = ".".join(str(part) for part in detail["loc"]) or "top level"
+        if detail["type"] == "extra_forbidden":
+            messages.append(f"unknown key '{key}' (the keys: {', '.join(SourceMapping.model_fields)})")
+        elif detail["type"] == "missing":
+            messages.append(f"'{key}' is required")
+        elif detail["type"] == "model_type":
+            messages.append("must hold a mapping of the fields to expressions")
+        else:
+            messages.append(f"'{key}': {detail['msg']}")
+    return "; ".join(messages)
+
+
+# ---------------------------------------------------------------- applying a mapping to a DataFrame
+
+def _typed(df: DataFrame, field: str, expression: str) -> tuple[Column, DataType]:
+    """``expression`` as a column of ``df`` and its type. Raises SourceError naming ``field`` when it does not parse
+    or names a column or function ``df`` lacks."""
+    try:
+        column = F.expr(expression)
+        kind = df.select(column.alias(field)).schema[field].dataType
+    except ParseException as error:
+        raise SourceError(f"{field}: {expression!r} is not a Spark SQL expression: "
+                          f"{str(error).strip().splitlines()[0]}") from None
+    except AnalysisException as error:
+        if (error.getErrorClass() or "").startswith("UNRESOLVED_COLUMN"):
+            columns = [c for c in df.columns if c != _ROW]
+            raise SourceError(f"{field}: {expression!r} names a column the source does not have; its columns: "
+                              f"{columns}") from None
+        raise SourceError(f"{field}: {expression!r}: {str(error).strip().splitlines()[0]}") from None
+    return column, kind
+
+
+def _id(df: DataFrame, field: str, expression: str) -> Column:
+    """An id as text: text as it is, a whole number as its exact decimal text; never through a floating type."""
+    column, kind = _typed(df, field, expression)
+    if isinstance(kind, StringType):
+        return column
+    if isinstance(kind, IntegralType) or (isinstance(kind, DecimalType) and kind.scale == 0):
+        return column.cast("string")
+    raise SourceError(f"{field}: {expression!r} is {kind.simpleString()}; an id must be text or a whole number "
+                      "(a floating type cannot hold every id exactly: read the column as text)")
+
+
+def _time(df: DataFrame, field: str, expression: str) -> Column:
+    column, kind = _typed(df, field, expression)
+    if isinstance(kind, (TimestampType, TimestampNTZType)):
+        return column.cast("timestamp")
+    hint = (f"use to_timestamp({expression}, 'its format'), e.g. 'yyyy-MM-dd HH:mm:ss'" if isinstance(kind, StringType)
+            else f"seconds since the epoch? use timestamp_seconds({expression})" if isinstance(kind, NumericType)
+            else f"use cast({expression} AS timestamp)")
+    raise SourceError(f"{field}: {expression!r} is {kind.simpleString()}, not a timestamp: {hint}")
+
+
+def _number(df: DataFrame, field: str, expression: str, cast: str) -> Column:
+    column, kind = _typed(df, field, expression)
+    if isinstance(kind, (NumericType, BooleanType)):
+        return column.cast(cast)
+    raise SourceError(f"{field}: {expression!r} is {kind.simpleString()}, not a number"
+                      + (f" (text: cast({expression} AS double) if it holds numbers)"
+                         if isinstance(kind, StringType) else ""))
+
+
+def apply(df: DataFrame, mapping: SourceMapping, row_number: Column | None = None) -> DataFrame:
+    """``df`` (rows of the source's columns) -> the handbook columns, then the own features.
+
+    Types: TRANSACTION_ID, CUSTOMER_ID, TERMINAL_ID text (a whole number as its exact decimal text); TX_DATETIME
+    timestamp; TX_AMOUNT double; TX_FRAUD int (null when ``label`` is not mapped); ``OWN_<name>`` double for
+    ``features``, text for ``categorical``. Nothing else of ``df`` is kept. ``row_number`` (an integral column,
+    e.g. ``read_source``'s) is the transaction id when the mapping has none.
+
+    Works on any DataFrame whose columns the expressions name: files now; for a stream (parsed Kafka JSON), the
+    message schema must declare the source columns' types (ids as text, amounts as numbers) since the checks are
+    on types, and the mapping must give transaction_id (a stream has no row numbers).
+
+    Raises SourceError, naming the field, before any Spark job: an expression that does not parse, an unknown
+    column (listing ``df``'s), tx_datetime not a timestamp, tx_amount / label / features not numbers, an id of a
+    floating type, no transaction_id without ``row_number``.
+    """
+    if mapping.transaction_id:
+        transaction_id = _id(df, "transaction_id", mapping.transaction_id)
+    elif row_number is not None:
+        transaction_id = row_number.cast("string")
+    else:
+        raise SourceError("transaction_id: not mapped, and this source has no row numbers to stand for it (only "
+                          "CSV and Parquet files have): map it to the source's transaction id")
+    columns = {
+        "TRANSACTION_ID": transaction_id,
+        "TX_DATETIME": _time(df, "tx_datetime", mapping.tx_datetime),
+        "CUSTOMER_ID": _id(df, "customer_id", mapping.customer_id),
+        "TERMINAL_ID": (_id(df, "terminal_id", mapping.terminal_id) if mapping.terminal_id
+                        else F.lit(SINGLE_TERMINAL)),
+        "TX_AMOUNT": _number(df, "tx_amount", mapping.tx_amount, "double"),
+        LABEL_COLUMN: (_number(df, "label", mapping.label, "int") if mapping.label
+                       else F.lit(None).cast("int")),
+    }
+    for name, expression in mapping.features.items():
+        columns[OWN_PREFIX + name] = _number(df, f"features.{name}", expression, "double")
+    for name, expression in mapping.categorical.items():
+        columns[OWN_PREFIX + name] = _typed(df, f"categorical.{name}", expression)[0].cast("string")
+    return df.select(*(column.alias(name) for name, column in columns.items()))
+
+
+# ---------------------------------------------------------------- reading files with a mapping
+
+_ROW, _FILE, _BLOCK, _ORDER, _FIRST, _BEFORE = "__row", "__file", "__block", "__order", "__first", "__before"
+
+
+def _numbered(df: DataFrame) -> DataFrame:
+    """``df`` (as read from CSV or Parquet files) with ``_ROW``: the row's number, 1-based, in the files taken in
+    path order, each from its first row to its last; the same on every read of the same files. Lazy: no job.
+
+    A file is read in blocks, each by one task in order, so within a block the row order follows
+    monotonically_increasing_id; the rows before a block are counted per block (path, start)."""
+    located = df.select("*", F.col("_metadata.file_path").alias(_FILE),
+                        F.col("_metadata.file_block_start").alias(_BLOCK),
+                        F.monotonically_increasing_id().alias(_ORDER))
+    blocks = located.groupBy(_FILE, _BLOCK).agg(F.min(_ORDER).alias(_FIRST), F.count("*").alias("rows"))
+    before = F.sum("rows").over(Window.orderBy(_FILE, _BLOCK)) - F.col("rows")
+    offsets = blocks.select(_FILE, _BLOCK, _FIRST, before.alias(_BEFORE))
+    numbered = located.join(F.broadcast(offsets), [_FILE, _BLOCK])
+    return numbered.select(*df.columns, (F.col(_BEFORE) + F.col(_ORDER) - F.col(_FIRST) + 1).alias(_ROW))
+
+
+def _referenced(df: DataFrame, expressions: list[str]) -> set[str]:
+    """The columns of ``df`` that any of ``expressions`` names (those it cannot be resolved without)."""
+    def resolves(frame: DataFrame, expression: str) -> bool:
+        try:
+            return bool(frame.select(F.expr(expression)).schema)
+        except AnalysisException:
+            return False
+    return {column for column in df.columns for expression in expressions
+            if column.lower() in expression.lower() and not resolves(df.drop(column), expression)}
+
+
+def read_source(spark: SparkSession, path: str | Path, mapping: SourceMapping) -> DataFrame:
+    """The transactions at ``path`` (CSV or Parquet files, a Delta table) mapped by ``mapping`` (``apply``).
+
+    CSV: a header line, column types inferred from the whole file (one pass over it), except the columns the id
+    fields name, read as text, so a card number above 2^53 (or 2^63) keeps every digit. Without transaction_id,
+    the id is the row number in the files (``_numbered``), for files only.
+
+    Raises InputError for a path that does not exist or holds none of those formats, SourceError (naming the
+    field) for a mapping that does not fit the source's columns."""
+    if not Path(path).exists():
+        raise InputError(f"{path}: no such file or directory")
+    fmt = input_format(path)
+    if fmt == "csv":
+        inferred = spark.read.options(header=True, inferSchema=True, mode="FAILFAST").csv(str(path))
+        ids = _referenced(inferred, [expression for expression in (getattr(mapping, f) for f in IDS) if expression])
+        schema = ", ".join(f"`{f.name}` {'string' if f.name in ids else f.dataType.simpleString()}"
+                           for f in inferred.schema.fields)
+        df = spark.read.options(header=True, mode="FAILFAST").schema(schema).csv(str(path))
+    else:
+        df = spark.read.format(fmt).load(str(path))
+    if mapping.transaction_id is None and fmt != "delta":
+        mapped = apply(_numbered(df), mapping, F.col(_ROW))
+    else:
+        mapped = apply(df, mapping)
+    return mapped.transform(_required)
+
+
+_REQUIRED = {"TRANSACTION_ID": "transaction_id", "TX_DATETIME": "tx_datetime", "CUSTOMER_ID": "customer_id",
+             "TX_AMOUNT": "tx_amount"}
+
+
+def _required(mapped: DataFrame) -> DataFrame:
+    """``mapped`` where a row whose transaction id, time, card or amount is null stops the job with an error
+    naming the field and the row (a to_timestamp format that does not fit the text gives null, not an error)."""
+    def checked(column: str, field: str) -> Column:
+        where = F.coalesce(F.col("TRANSACTION_ID"), F.lit("(null)"))
+        error = F.raise_error(F.concat(F.lit(f"source mapping: {field} gave no value for transaction "), where,
+                                       F.lit(" (check its expression, e.g. the to_timestamp format)")))
+        return F.when(F.col(column).isNull(), error).otherwise(F.col(column))
+    return mapped.withColumns({column: checked(column, field) for column, field in _REQUIRED.items()})
+
+
+def in_contract_types(mapped: DataFrame) -> DataFrame:
+    """Mapped transactions with their ids in the types ``fraud.schemas.HANDBOOK_COLUMNS`` declares: nothing to do
+    for text ids; whole-number ids (this version of the product) are cast, and an id that is not a whole number
+    stops the job with an error naming it instead of becoming null."""
+    casts = {}
+    for name in ("TRANSACTION_ID", "CUSTOMER_ID", "TERMINAL_ID"):
+        if HANDBOOK_COLUMNS[name] != "string":
+            cast = F.col(name).cast(HANDBOOK_COLUMNS[name])
+            wrong = F.raise_error(F.concat(F.lit(f"{name} '"), F.col(name),
+                                           F.lit(f"' is not a whole number (this version reads ids as "
+                                                 f"{HANDBOOK_COLUMNS[name]})")))
+            casts[name] = F.when(cast.isNull() & F.col(name).isNotNull(), wrong).otherwise(cast)
+    return mapped.withColumns(casts)
+
+
+def read_history(spark: SparkSession, path: str | Path, mapping: SourceMapping | None = None) -> DataFrame:
+    """A transaction history for the batch commands: ``fraud.io.read_transactions`` without a mapping; with one,
+    ``read_source`` in the contract's types (``in_contract_types``). Raises InputError / SourceError."""
+    if mapping is None:
+        return read_transactions(spark, path)
+    return read_source(spark, path, mapping).transform(in_contract_types)
+
+
+def check_own_features(columns: list[str], features: list[str], data: str | Path) -> None:
+    """Raises InputError naming the own features (``OWN_*``) among ``features`` (a model's) that ``columns`` (of
+    the transactions read from ``data``) lack: data read without the mapping the model was trained with."""
+    missing = [name for name in features if name.startswith(OWN_PREFIX) and name not in columns]
+    if missing:
+        raise InputError(f"{data}: no column(s) {missing}, the model's own features: read the data with the source "
+                         "mapping (--source) the model was trained with (its metadata.json, 'source')")
