@@ -17,12 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
 from fraud.clients.kafka import kafka_producer
 from fraud.config import Settings
-from fraud.features import LABEL_DELAY_DAYS
+from fraud.features import LABEL_DELAY_DAYS, id_order
 from fraud.schemas import HANDBOOK_COLUMNS, LABEL_COLUMN, LABEL_FIELDS, TRANSACTION_FIELDS
 
 COLUMNS = [*HANDBOOK_COLUMNS, LABEL_COLUMN]
@@ -49,13 +50,13 @@ class Pace:
 
 
 def load_history(path: str | Path, start: str | None = None) -> pd.DataFrame:
-    """Transactions in event-time order (ties by id), from ``start`` on."""
+    """Transactions in event-time order (ties by id, ``fraud.features.id_order``), from ``start`` on."""
     source = Path(path)
     frame = pd.read_csv(source, parse_dates=["TX_DATETIME"]) if source.suffix == ".csv" else pd.read_parquet(source)
     frame = frame[[c for c in COLUMNS if c in frame.columns]]
     if start:
         frame = frame[frame.TX_DATETIME >= pd.Timestamp(start)]
-    return frame.sort_values(["TX_DATETIME", "TRANSACTION_ID"], kind="stable")
+    return frame.iloc[np.lexsort((id_order(frame["TRANSACTION_ID"].to_numpy()), frame["TX_DATETIME"].to_numpy()))]
 
 
 def labels_still_due(path: str | Path, start: str, delay_days: int = LABEL_DELAY_DAYS) -> pd.DataFrame:
@@ -67,10 +68,12 @@ def labels_still_due(path: str | Path, start: str, delay_days: int = LABEL_DELAY
 
 def _message(row, fields: list[str]) -> bytes:
     """A row in handbook columns (a named tuple: ``itertuples()``) as the JSON message of ``fields`` (fraud.schemas):
-    the time as ISO-8601 text, the amount a number, ids and the label integers."""
+    the time as ISO-8601 text, the amount a number, the label an integer, ids as they are (text, or integers)."""
     def value(field: str):
         column = getattr(row, field.upper())
-        return column.isoformat() if field == "tx_datetime" else float(column) if field == "tx_amount" else int(column)
+        if field == "tx_datetime":
+            return column.isoformat()
+        return float(column) if field == "tx_amount" else column if isinstance(column, str) else int(column)
     return json.dumps({field: value(field) for field in fields}).encode()
 
 
