@@ -18,6 +18,8 @@ from typing import Any
 import joblib
 import numpy as np
 
+from fraud.schemas import ID_COLUMNS, ID_FIELDS
+
 MODEL_FILE, METADATA_FILE = "model.joblib", "metadata.json"
 LIBRARIES = ("scikit-learn", "numpy", "pandas", "pyspark", "joblib")
 
@@ -46,7 +48,12 @@ def model_inputs(frame, features: list[str]):
     The Spark features and their numpy twin (the stream) agree to about 1e-13, but a
     tree split placed between two values that close (1.0 and 1.0000000000000002, say)
     would still send them different ways; rounding gives both paths the same inputs.
+
+    Raises ValueError when ``features`` names an id (transaction, card, terminal: text, never a model input).
     """
+    ids = sorted(set(features) & {*ID_COLUMNS, *ID_FIELDS})
+    if ids:
+        raise ValueError(f"ids are not model inputs: {ids}")
     return np.round(frame[features].to_numpy(dtype=float), 9)
 
 
