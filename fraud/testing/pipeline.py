@@ -123,7 +123,9 @@ def mysql_count(settings: Settings, table: str = "scored_transactions") -> int:
         return cur.fetchone()[0]
 
 
-def es_ids(settings: Settings) -> list[int]:
+def es_ids(settings: Settings) -> list[str]:
+    """The transaction ids of every document in the index; each document's id is its transaction id
+    (AssertionError if not)."""
     es = elasticsearch_client(settings)
     index = settings.elasticsearch.index
     es.indices.refresh(index=index)
@@ -132,7 +134,8 @@ def es_ids(settings: Settings) -> list[int]:
                              source=["transaction_id"])  # type: ignore[arg-type]
     while page["hits"]["hits"]:
         hits = page["hits"]["hits"]
-        ids += [hit["_source"]["transaction_id"] for hit in hits]
+        assert all(hit["_id"] == hit["_source"]["transaction_id"] for hit in hits), hits[0]
+        ids += [hit["_id"] for hit in hits]
         page = es.search(index=index, query={"match_all": {}}, size=5000, sort=["transaction_id"],
                          source=["transaction_id"], search_after=hits[-1]["sort"])  # type: ignore[arg-type]
     return ids
@@ -162,7 +165,7 @@ def restart_after(settings: Settings, service: str, seconds: float) -> None:
         time.sleep(seconds)
 
 
-def delta_ids(spark, path: str) -> list[int]:
+def delta_ids(spark, path: str) -> list[str]:
     return [row[0] for row in spark.read.format("delta").load(path).select("transaction_id").collect()]
 
 
@@ -179,10 +182,11 @@ def decisions(settings: Settings) -> int:
     return sum(topic_end_offsets(settings, settings.kafka.topics.scored).values())
 
 
-def assert_exactly_once_everywhere(spark, settings: Settings, expected: list[int]) -> None:
-    """MySQL, Elasticsearch, the Delta scored table and transactions archive hold exactly ``expected`` (ids), once
-    each; the result topic holds each of them, every repeat identical to the first."""
-    expected = sorted(expected)
+def assert_exactly_once_everywhere(spark, settings: Settings, expected: list) -> None:
+    """MySQL, Elasticsearch (as document ids too), the Delta scored table and transactions archive hold exactly
+    ``expected`` (transaction ids: text, an integer standing for its decimal text), once each; the result topic
+    holds each of them (JSON strings), every repeat identical to the first."""
+    expected = sorted(str(tid) for tid in expected)
     assert sorted(row[0] for row in mysql_scored(settings)) == expected
     assert sorted(es_ids(settings)) == expected
     assert sorted(delta_ids(spark, settings.scored_table)) == expected
