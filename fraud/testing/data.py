@@ -83,14 +83,14 @@ ODD_IDS = [
 ]
 
 
-def odd_id_messages(first_offset: int = 0) -> list[tuple[dict, tuple[str, str, str]]]:
+def odd_id_messages(start: str | None = None) -> list[tuple[dict, tuple[str, str, str]]]:
     """One valid transaction message per ODD_IDS entry (its transaction id that entry, card and terminal the next
     entries'), with the (transaction id, card, terminal) text it must come out as. Event times one second apart
-    from VALID's, ``first_offset`` seconds on."""
+    from ``start`` (ISO-8601; default VALID's time) on."""
     out = []
     for i, (sent, text) in enumerate(ODD_IDS):
         card, terminal = ODD_IDS[(i + 1) % len(ODD_IDS)], ODD_IDS[(i + 2) % len(ODD_IDS)]
-        moment = pd.Timestamp(VALID["tx_datetime"]) + pd.Timedelta(seconds=first_offset + i)
+        moment = pd.Timestamp(start or VALID["tx_datetime"]) + pd.Timedelta(seconds=i)
         out.append(({**VALID, "transaction_id": sent, "customer_id": card[0], "terminal_id": terminal[0],
                      "tx_datetime": moment.isoformat()}, (text, card[1], terminal[1])))
     return out

@@ -18,12 +18,13 @@ import pandas as pd
 import psutil
 
 from fraud.bootstrap import bootstrap
-from fraud.clients.elasticsearch import elasticsearch_client
+from fraud.clients.elasticsearch import SCORED, elasticsearch_client
 from fraud.clients.kafka import kafka_admin, read_topic, topic_end_offsets
 from fraud.clients.mysql import connect
 from fraud.config import PROJECT_ROOT, Settings
 from fraud.process import Child
 from fraud.producer import Pace, replay
+from fraud.schemas import ID_FIELDS
 from fraud.stack.manager import SERVICES, create_database_and_user
 from fraud.stack.mariadb import admin_sql
 from fraud.testing.stack import TEST_ENV, stack_settings
@@ -180,6 +181,24 @@ def produce_in_background(settings: Settings, frame: pd.DataFrame, rate: float) 
 def decisions(settings: Settings) -> int:
     """Records on the result topic (decisions, repeats included)."""
     return sum(topic_end_offsets(settings, settings.kafka.topics.scored).values())
+
+
+def ids_in_sinks(spark, settings: Settings) -> dict[str, list[tuple[str, str, str]]]:
+    """The (transaction id, card, terminal) of every scored row in each sink: MySQL, Elasticsearch (the transaction
+    id its document id), the Delta scored table and the result topic (its JSON), each list sorted."""
+    with connect(settings) as conn, conn.cursor() as cur:
+        cur.execute("SELECT transaction_id, customer_id, terminal_id FROM scored_transactions")
+        mysql = sorted(tuple(row) for row in cur.fetchall())
+    es = elasticsearch_client(settings)
+    es.indices.refresh(index=settings.elasticsearch.index)
+    hits = es.search(index=settings.elasticsearch.index, query=SCORED, size=10_000,
+                     source=["customer_id", "terminal_id"])["hits"]["hits"]  # type: ignore[arg-type]
+    delta = spark.read.format("delta").load(settings.scored_table).select(*ID_FIELDS).collect()
+    results = [json.loads(value or b"") for _, value in topic_records(settings, settings.kafka.topics.scored)]
+    return {"mysql": mysql,
+            "elasticsearch": sorted((h["_id"], h["_source"]["customer_id"], h["_source"]["terminal_id"]) for h in hits),
+            "delta": sorted(tuple(row) for row in delta),
+            "kafka": sorted({tuple(r[name] for name in ID_FIELDS) for r in results})}
 
 
 def assert_exactly_once_everywhere(spark, settings: Settings, expected: list) -> None:
