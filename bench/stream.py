@@ -379,7 +379,8 @@ def order_effect(streamed: pd.DataFrame, sent: pd.DataFrame, settings: Settings)
     (handbook columns, TX_FRAUD included) scored by the same model: rows compared, rows whose features differ (by
     more than 1e-6, relative to 1 + |batch value|), the features that differ most often, and the average precision
     of the stream's and the batch's scores against TX_FRAUD."""
-    batch = add_all_features_pandas(sent, settings.stream.delay_days).set_index("TRANSACTION_ID")
+    batch = add_all_features_pandas(sent, settings.stream.delay_days)
+    batch = batch.set_index(batch.TRANSACTION_ID.astype(str))  # as the stream publishes ids: text
     common = batch.index.intersection(streamed.index)
     batch, streamed = batch.loc[common], streamed.loc[common]
     names = [n for n in [*HANDBOOK_FEATURES, *EXTRA_FEATURES] if n in streamed.columns]

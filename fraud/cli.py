@@ -215,12 +215,13 @@ class _Group(click.Group):
 
 
 def _operational(exc: Exception) -> bool:
+    from fraud.bootstrap import MigrationError
     from fraud.data import DatasetMissing
     from fraud.io import InputError
     from fraud.jvm import MissingJarsError
     from fraud.stack.process import ServiceError
     from fraud.stream.queries import StreamStopped
-    return isinstance(exc, (ServiceError, MissingJarsError, DatasetMissing, InputError, StreamStopped))
+    return isinstance(exc, (ServiceError, MissingJarsError, DatasetMissing, InputError, MigrationError, StreamStopped))
 
 
 @click.group("fraud", cls=_Group, context_settings={"help_option_names": ["-h", "--help"]},

@@ -54,12 +54,18 @@ and may be unknown):
 
 Time resolution is the microsecond (Spark's timestamp precision): a trailing
 window of width w over (t - w, t] is exact at that resolution. Order within a
-key is (TX_DATETIME, TRANSACTION_ID): of transactions at the same instant, one
-sees only those with TRANSACTION_ID <= its own (ids increase with time), which is
-what the handbook's pandas rolling does and what a stream processing them in id
-order sees.
+key is (TX_DATETIME, TRANSACTION_ID in ``id_order``): of transactions at the same
+instant, one sees only those whose id comes before or is its own. Ids are text;
+``id_order`` puts shorter ids first, then compares them character by character
+(code points), so integer ids (decimal text without leading zeros: the handbook's,
+which increase with time) keep numeric order, which is what the handbook's pandas
+rolling does and what a stream processing them in id order sees.
 """
 from __future__ import annotations
+
+from typing import Iterable
+
+import numpy as np
 
 # Fraud labels arrive about this many days after the transaction (chargebacks, investigations): the handbook's
 # delay period (Le Borgne et al., ch. 3.4 and 5.2). The default everywhere; a deployment sets stream.delay_days.
@@ -75,6 +81,21 @@ HIGH_RATIO = 3.0  # an amount over 3 times the baseline mean is "high"
 TERMINAL_WINDOWS_DAYS = (1, 7, 14, 30)
 FRAUD_RECENCY_DAYS = 30  # known frauds at a terminal in (t - delay - 30 days, t - delay] date its compromise
 NO_KNOWN_FRAUD = -1.0  # TERMINAL_ID_DAYS_SINCE_{FIRST,LAST}_FRAUD when that window holds no known fraud
+
+
+def id_order(ids: Iterable[str]) -> np.ndarray:
+    """Each id's rank in the order of same-instant transactions (int64; 0 first, equal ids equal ranks): shorter
+    text first, then by code point (what Spark's ``ORDER BY length(id), id`` gives), so decimal integers without
+    leading zeros come in numeric order. ``ids``: an array (or any iterable) of str, or of integers (pandas frames
+    of the handbook's data), which count as their decimal text. None is not an id (TypeError)."""
+    values = ids if isinstance(ids, np.ndarray) else np.asarray(list(ids))
+    if values.dtype.kind in "iu":
+        values = values.astype(str)
+    distinct, inverse = np.unique(values, return_inverse=True)  # code-point order
+    lengths = np.fromiter(map(len, distinct), np.int64, len(distinct))
+    rank = np.empty(len(distinct), np.int64)
+    rank[np.argsort(lengths, kind="stable")] = np.arange(len(distinct))  # stable: code-point order within a length
+    return rank[inverse.reshape(-1)]
 
 
 def customer_history_days() -> int:

@@ -33,6 +33,7 @@ from fraud.features import (
     NO_PREVIOUS_TX,
     SECOND_US,
     TERMINAL_WINDOWS_DAYS,
+    id_order,
 )
 
 
@@ -184,8 +185,8 @@ def terminal_features(keys: np.ndarray, times: np.ndarray, frauds: np.ndarray, d
 
 
 def _by_key(key: str, pdf: pd.DataFrame, times: np.ndarray) -> np.ndarray:
-    """Row positions of ``pdf`` sorted by (key, event time, TRANSACTION_ID)."""
-    return np.lexsort((pdf["TRANSACTION_ID"].to_numpy(), times, pdf[key].to_numpy()))
+    """Row positions of ``pdf`` sorted by (key, event time, TRANSACTION_ID in ``id_order``)."""
+    return np.lexsort((id_order(pdf["TRANSACTION_ID"].to_numpy()), times, pdf[key].to_numpy()))
 
 
 def _in_row_order(computed: dict[str, np.ndarray], order: np.ndarray) -> dict[str, np.ndarray]:

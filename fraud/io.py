@@ -4,6 +4,9 @@ Canonical columns are the handbook's: TRANSACTION_ID, TX_DATETIME, CUSTOMER_ID,
 TERMINAL_ID, TX_AMOUNT and, when labels are known, TX_FRAUD. The Kafka message
 names (transaction_id, tx_datetime, ...) are accepted too, so the stream's Delta
 archive reads back the same way. Other input columns are carried through.
+
+Ids come out as text (``fraud.schemas``): text as stored, integers (the handbook's
+Parquet, a Delta table written when ids were bigint) as their exact decimal text.
 """
 from __future__ import annotations
 
@@ -11,8 +14,10 @@ from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.types import DecimalType, FractionalType
 
 from fraud.schemas import HANDBOOK_COLUMNS as REQUIRED
+from fraud.schemas import ID_COLUMNS
 from fraud.schemas import LABEL_COLUMN as LABEL
 
 
@@ -34,9 +39,10 @@ def input_format(path: str | Path) -> str:
 
 
 def read_transactions(spark: SparkSession, path: str | Path) -> DataFrame:
-    """Transactions at ``path`` with canonical names and types (TX_FRAUD null where unknown).
+    """Transactions at ``path`` with canonical names and types (TX_FRAUD null where unknown; ids text).
 
-    Raises InputError when ``path`` does not exist, is not Delta, Parquet or CSV, or lacks a handbook column."""
+    Raises InputError when ``path`` does not exist, is not Delta, Parquet or CSV, lacks a handbook column, or holds
+    ids as floating-point numbers (not exact; 1.0 would become "1.0")."""
     if not Path(path).exists():
         raise InputError(f"{path}: no such file or directory")
     fmt = input_format(path)
@@ -48,6 +54,10 @@ def read_transactions(spark: SparkSession, path: str | Path) -> DataFrame:
     missing = sorted(set(REQUIRED) - set(df.columns))
     if missing:
         raise InputError(f"{path}: missing column(s) {missing}; found {df.columns}")
+    inexact = [f.name for f in df.schema.fields if f.name in ID_COLUMNS and isinstance(f.dataType, FractionalType)
+               and not isinstance(f.dataType, DecimalType)]
+    if inexact:
+        raise InputError(f"{path}: id column(s) {inexact} hold floating-point numbers; ids are text or integers")
     if LABEL not in df.columns:
         df = df.withColumn(LABEL, F.lit(None))
     typed = {name: F.col(name).cast(kind) for name, kind in {**REQUIRED, LABEL: "int"}.items()}

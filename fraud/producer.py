@@ -17,13 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+import numpy as np
 import pandas as pd
 from pyspark.sql import SparkSession
 from tqdm import tqdm
 
 from fraud.clients.kafka import kafka_producer
 from fraud.config import Settings
-from fraud.features import LABEL_DELAY_DAYS
+from fraud.features import LABEL_DELAY_DAYS, id_order
 from fraud.schemas import HANDBOOK_COLUMNS, LABEL_COLUMN, LABEL_FIELDS, TRANSACTION_FIELDS
 from fraud.sources import SourceMapping, read_history
 
@@ -57,8 +58,8 @@ def mapped_history(spark: SparkSession, path: str | Path, source: SourceMapping)
 
 
 def load_history(history: str | Path | pd.DataFrame, start: str | None = None) -> pd.DataFrame:
-    """Transactions in event-time order (ties by id), from ``start`` on: from a Parquet or CSV file in the
-    handbook columns, or a frame of them (``mapped_history``)."""
+    """Transactions in event-time order (ties by id, ``fraud.features.id_order``), from ``start`` on: from a Parquet
+    or CSV file in the handbook columns, or a frame of them (``mapped_history``)."""
     if isinstance(history, pd.DataFrame):
         frame = history
     else:
@@ -67,7 +68,7 @@ def load_history(history: str | Path | pd.DataFrame, start: str | None = None) -
     frame = frame[[c for c in COLUMNS if c in frame.columns]]
     if start:
         frame = frame[frame.TX_DATETIME >= pd.Timestamp(start)]
-    return frame.sort_values(["TX_DATETIME", "TRANSACTION_ID"], kind="stable")
+    return frame.iloc[np.lexsort((id_order(frame["TRANSACTION_ID"].to_numpy()), frame["TX_DATETIME"].to_numpy()))]
 
 
 def labels_still_due(history: str | Path | pd.DataFrame, start: str,
@@ -80,10 +81,12 @@ def labels_still_due(history: str | Path | pd.DataFrame, start: str,
 
 def _message(row, fields: list[str]) -> bytes:
     """A row in handbook columns (a named tuple: ``itertuples()``) as the JSON message of ``fields`` (fraud.schemas):
-    the time as ISO-8601 text, the amount a number, ids and the label integers."""
+    the time as ISO-8601 text, the amount a number, the label an integer, ids as they are (text, or integers)."""
     def value(field: str):
         column = getattr(row, field.upper())
-        return column.isoformat() if field == "tx_datetime" else float(column) if field == "tx_amount" else int(column)
+        if field == "tx_datetime":
+            return column.isoformat()
+        return float(column) if field == "tx_amount" else column if isinstance(column, str) else int(column)
     return json.dumps({field: value(field) for field in fields}).encode()
 
 

@@ -42,7 +42,8 @@ def _child(args: list[str], log: Path, config: str | None) -> Child:
 
 def last_produced(settings: Settings, below: int | None = None) -> tuple[datetime | None, int | None]:
     """Event time and id of the newest transaction (id <= ``below``, if given) among the last TAIL records of
-    each partition of the raw topic: Kafka, not the sinks, knows what was sent but not yet scored."""
+    each partition of the raw topic: Kafka, not the sinks, knows what was sent but not yet scored. Ids are those
+    ``fraud run``'s producer sends, integers that grow with time; a record with any other id is passed over."""
     topic = settings.kafka.topics.raw
     best: tuple[datetime | None, int | None] = (None, None)
     tails = {p: end - TAIL for p, end in topic_end_offsets(settings, topic).items()}

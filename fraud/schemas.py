@@ -5,6 +5,11 @@ A transaction takes three shapes:
 1. **Handbook columns** (``HANDBOOK_COLUMNS``, ``LABEL_COLUMN``): TRANSACTION_ID, TX_DATETIME, CUSTOMER_ID,
    TERMINAL_ID, TX_AMOUNT and TX_FRAUD (1 / 0, null while unknown), as in the handbook's dataset (Le Borgne et al.,
    ch. 3). Files and Delta tables read by ``fraud.io``, pandas frames of the features, training and backfill.
+   The three ids (``ID_COLUMNS``: transaction, card, terminal) are text everywhere (Spark ``string``, Python
+   ``str``, MySQL ``VARCHAR(128)``, Elasticsearch ``keyword``, JSON strings on the result topic): card numbers
+   beyond 2^63, UUIDs, merchant names. An integer id (the handbook's data, a JSON integer) is its exact decimal
+   text. Of the transactions of a card or terminal at the same instant, ``fraud.features.id_order`` says which
+   came first.
 2. **Message fields** (``TRANSACTION_FIELDS``, ``LABEL_FIELDS``): the same names in lower case, as JSON on the
    Kafka topics (``transactions.raw``: a transaction; ``transactions.labels``: its label with tx_fraud instead of
    tx_amount); tx_datetime is ISO-8601 text. Written by ``fraud.producer`` (``transaction_message``,
@@ -20,26 +25,30 @@ from __future__ import annotations
 from pyspark.sql.types import DoubleType, IntegerType, LongType, StringType, StructField, StructType, TimestampType
 
 # 1. handbook columns -> their Spark SQL types
-HANDBOOK_COLUMNS = {"TRANSACTION_ID": "bigint", "TX_DATETIME": "timestamp", "CUSTOMER_ID": "bigint",
-                    "TERMINAL_ID": "bigint", "TX_AMOUNT": "double"}
+HANDBOOK_COLUMNS = {"TRANSACTION_ID": "string", "TX_DATETIME": "timestamp", "CUSTOMER_ID": "string",
+                    "TERMINAL_ID": "string", "TX_AMOUNT": "double"}
 LABEL_COLUMN = "TX_FRAUD"
+ID_COLUMNS = ("TRANSACTION_ID", "CUSTOMER_ID", "TERMINAL_ID")
+ID_FIELDS = tuple(column.lower() for column in ID_COLUMNS)  # their message field names
+# The longest id, in characters (Unicode code points): MySQL VARCHAR(128) (utf8mb4, binary collation), and 128
+# characters of UTF-8 are at most 512 bytes, Elasticsearch's limit for a document id.
+ID_MAX_CHARS = 128
 
 # 2. message fields: a transaction's and a label's, in the order they are written
 TRANSACTION_FIELDS = [column.lower() for column in HANDBOOK_COLUMNS]
 LABEL_FIELDS = [name for name in TRANSACTION_FIELDS if name != "tx_amount"] + [LABEL_COLUMN.lower()]
 # a transaction message as Spark reads its JSON before any check (the benchmark's stateless floor): time as text
-_SPARK_TYPES = {"bigint": LongType(), "double": DoubleType()}
-TRANSACTION_MESSAGE = StructType([StructField(name, _SPARK_TYPES.get(kind, StringType()))
+TRANSACTION_MESSAGE = StructType([StructField(name, DoubleType() if kind == "double" else StringType())
                                   for name, kind in zip(TRANSACTION_FIELDS, HANDBOOK_COLUMNS.values())])
 
 # One row per transaction in every sink (MySQL scored_transactions, the
 # Elasticsearch index, Delta, the result topic); kept in step with
 # conf/mysql/schema.sql and conf/elasticsearch/transactions-scored.template.json.
 SCORED_ROW = StructType([
-    StructField("transaction_id", LongType(), False),
+    StructField("transaction_id", StringType(), False),
     StructField("tx_datetime", TimestampType(), False),
-    StructField("customer_id", LongType(), False),
-    StructField("terminal_id", LongType(), False),
+    StructField("customer_id", StringType(), False),
+    StructField("terminal_id", StringType(), False),
     StructField("tx_amount", DoubleType(), False),
     StructField("fraud_score", DoubleType()),
     StructField("decision", StringType()),

@@ -24,12 +24,13 @@ FEATURES_TYPE = StructType([StructField(name, DoubleType()) for name in [*HANDBO
 
 def scored_columns(kafka_timestamp: Column, scored_at: Column, score: str = "_score") -> list[Column]:
     """SCORED_ROW's columns and the ``features`` struct, from rows with the canonical columns, every feature and the
-    ``score`` struct column (``udfs.scoring.score_column``)."""
+    ``score`` struct column (``udfs.scoring.score_column``). Ids come out as text (integer ids as their decimal
+    text)."""
     return [
-        F.col("TRANSACTION_ID").alias("transaction_id"),
+        F.col("TRANSACTION_ID").cast("string").alias("transaction_id"),
         F.col("TX_DATETIME").cast("timestamp").alias("tx_datetime"),
-        F.col("CUSTOMER_ID").alias("customer_id"),
-        F.col("TERMINAL_ID").alias("terminal_id"),
+        F.col("CUSTOMER_ID").cast("string").alias("customer_id"),
+        F.col("TERMINAL_ID").cast("string").alias("terminal_id"),
         F.col("TX_AMOUNT").alias("tx_amount"),
         *(F.col(f"{score}.{name}").alias(name) for name in ("fraud_score", "decision", "reason_codes",
                                                             "model_version")),

@@ -16,12 +16,13 @@ from typing import Callable
 import tenacity
 from delta.tables import DeltaTable
 from pyspark import StorageLevel
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.types import StringType
 
 from fraud.clients.mysql import connect
 from fraud.config import Settings
-from fraud.schemas import DECIDED_AT, JSON_OPTIONS, SCORED_ROW
+from fraud.schemas import DECIDED_AT, ID_FIELDS, JSON_OPTIONS, SCORED_ROW
 
 KEY = "transaction_id"
 OUTAGE_PATIENCE_S = 600.0  # how long a sink may be down before the batch (and the query) fails
@@ -147,6 +148,24 @@ def write_to_elasticsearch(df: DataFrame, settings: Settings) -> None:
         .mode("append").save(conf.index))
 
 
+def require_text_ids(spark: SparkSession, paths: list[str]) -> None:
+    """Raises SinkError naming each Delta table at ``paths`` whose id columns (transaction_id, customer_id,
+    terminal_id) are not text: a table written before ids were text (bigint), which an append or MERGE of text ids
+    would fail on. The message says how to rewrite it (README, Operations). Missing tables pass."""
+    old = {}
+    for path in paths:
+        if DeltaTable.isDeltaTable(spark, path):
+            fields = DeltaTable.forPath(spark, path).toDF().schema.fields
+            old[path] = [f.name for f in fields if f.name.lower() in ID_FIELDS and f.dataType != StringType()]
+    if any(old.values()):
+        tables = "; ".join(f"{path} ({', '.join(names)})" for path, names in old.items() if names)
+        raise SinkError(
+            f"Delta tables with ids that are not text (ids are text now): {tables}. Rewrite each once, the stream "
+            f"stopped: spark.read.format('delta').load(path).withColumns({{c: F.col(c).cast('string') for c in "
+            f"{ID_FIELDS}}}).write.format('delta').mode('overwrite').option('overwriteSchema', 'true').save(path) "
+            f"(README: Operations, ids as text)")
+
+
 def write_to_delta(df: DataFrame, path: str, batch: tuple[str, int] | None = None) -> None:
     """Write ``df`` to the Delta table at ``path``, one row per transaction id.
 
@@ -270,9 +289,12 @@ def scored_writers(rows: DataFrame, settings: Settings, sinks: tuple[str, ...], 
 def write_to_sinks(rows: DataFrame, settings: Settings, sinks: tuple[str, ...], stage_tag: str) -> dict[str, int]:
     """Write scored rows (fraud.scoring.scored_rows) to each named sink, deduplicated by transaction id (the
     backfill). The rows are computed once (cached), then written to the sinks concurrently; returns how many got
-    each decision. Raises ValueError for an unknown sink, and the first write's error once all are done.
+    each decision. Raises ValueError for an unknown sink, SinkError for a Delta table whose ids are not text
+    (``require_text_ids``), and the first write's error once all are done.
     """
     check_sinks(sinks)
+    if "delta" in sinks:
+        require_text_ids(rows.sparkSession, [settings.scored_table])
     rows = rows.dropDuplicates([KEY]).persist(StorageLevel.MEMORY_AND_DISK)
     try:
         decisions = {r["decision"]: r["count"] for r in rows.groupBy("decision").count().collect()}

@@ -46,7 +46,7 @@ from pyspark.sql.types import (
 
 from fraud.config import ConfigError
 from fraud.io import InputError, input_format, read_transactions
-from fraud.schemas import HANDBOOK_COLUMNS, LABEL_COLUMN
+from fraud.schemas import LABEL_COLUMN
 
 OWN_PREFIX = "OWN_"  # the column of own feature NAME is OWN_NAME
 SINGLE_TERMINAL = "0"  # TERMINAL_ID of every row when terminal_id is not mapped
@@ -293,27 +293,12 @@ def _required(mapped: DataFrame) -> DataFrame:
     return mapped.withColumns({column: checked(column, field) for column, field in _REQUIRED.items()})
 
 
-def in_contract_types(mapped: DataFrame) -> DataFrame:
-    """Mapped transactions with their ids in the types ``fraud.schemas.HANDBOOK_COLUMNS`` declares: nothing to do
-    for text ids; whole-number ids (this version of the product) are cast, and an id that is not a whole number
-    stops the job with an error naming it instead of becoming null."""
-    casts = {}
-    for name in ("TRANSACTION_ID", "CUSTOMER_ID", "TERMINAL_ID"):
-        if HANDBOOK_COLUMNS[name] != "string":
-            cast = F.col(name).cast(HANDBOOK_COLUMNS[name])
-            wrong = F.raise_error(F.concat(F.lit(f"{name} '"), F.col(name),
-                                           F.lit(f"' is not a whole number (this version reads ids as "
-                                                 f"{HANDBOOK_COLUMNS[name]})")))
-            casts[name] = F.when(cast.isNull() & F.col(name).isNotNull(), wrong).otherwise(cast)
-    return mapped.withColumns(casts)
-
-
 def read_history(spark: SparkSession, path: str | Path, mapping: SourceMapping | None = None) -> DataFrame:
-    """A transaction history for the batch commands: ``fraud.io.read_transactions`` without a mapping; with one,
-    ``read_source`` in the contract's types (``in_contract_types``). Raises InputError / SourceError."""
+    """A transaction history for the batch commands: ``fraud.io.read_transactions`` without a mapping, else
+    ``read_source``. Raises InputError / SourceError."""
     if mapping is None:
         return read_transactions(spark, path)
-    return read_source(spark, path, mapping).transform(in_contract_types)
+    return read_source(spark, path, mapping)
 
 
 def check_own_features(columns: list[str], features: list[str], data: str | Path) -> None:

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fraud.features import EXTRA_FEATURES, HANDBOOK_FEATURES, MODEL_FEATURES
+from fraud.features import EXTRA_FEATURES, HANDBOOK_FEATURES, MODEL_FEATURES, id_order
 from fraud.features_pandas import add_all_features_pandas
 from fraud.features_spark import add_all_features
 from fraud.testing.data import COLUMNS, random_transactions
@@ -191,3 +191,23 @@ def test_spark_and_pandas_agree_on_random_rows(spark):
     assert list(actual.columns) == list(expected.columns) == [*COLUMNS, *MODEL_FEATURES[1:]]
     for column in MODEL_FEATURES[1:]:
         np.testing.assert_allclose(actual[column], expected[column], rtol=0, atol=1e-9, err_msg=column)
+
+
+def test_id_order_puts_shorter_ids_first_then_compares_code_points():
+    """Of same-instant transactions: 9 before 10 before 100 (numeric for integers without leading zeros, though
+    "10" < "9" as text), "007" among the three-character ids, equal ids equal ranks; integers count as their text."""
+    ids = ["10", "9", "abc", "9", "100", "007", "C1231006815", "B22", "\u00e9"]
+    assert list(id_order(ids)) == [2, 0, 6, 0, 4, 3, 7, 5, 1]
+    assert list(id_order(np.array([10, 9, 100, 9]))) == [1, 0, 2, 0]
+    assert list(id_order(np.array([], dtype=object))) == []
+
+
+def test_same_instant_text_ids_are_taken_in_id_order_by_the_batch_features():
+    """Two transactions of a card at the same instant: the one with id 9 counts before the one with id "10" in the
+    card's windows, whether the ids come as integers or as text (both paths)."""
+    rows = [_tx("10", "2018-04-01 10:00:00"), _tx("9", "2018-04-01 10:00:00")]
+    features = add_all_features_pandas(pd.DataFrame(rows, columns=COLUMNS))
+    assert dict(zip(features.TRANSACTION_ID, features.CUSTOMER_ID_NB_TX_1DAY_WINDOW)) == {"9": 1, "10": 2}
+    as_integers = add_all_features_pandas(pd.DataFrame([_tx(10, "2018-04-01 10:00:00"), _tx(9, "2018-04-01 10:00:00")],
+                                                       columns=COLUMNS))
+    assert dict(zip(as_integers.TRANSACTION_ID, as_integers.CUSTOMER_ID_NB_TX_1DAY_WINDOW)) == {9: 1, 10: 2}

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from training.artifacts import ModelArtifact, load_model, save_model
+from training.artifacts import ModelArtifact, load_model, model_inputs, save_model
 from udfs.scoring import score_column, score_features
 
 FEATURES = ["TX_AMOUNT", "CUSTOMER_ID_AMOUNT_RATIO_30DAY", "TERMINAL_ID_RISK_30DAY_WINDOW"]
@@ -55,3 +55,10 @@ def test_saved_model_round_trips_with_a_content_version(artifact, tmp_path):
     np.testing.assert_array_equal(loaded.model.coef_, artifact.model.coef_)
     with pytest.raises(FileNotFoundError, match="is not a model folder"):
         load_model(tmp_path)
+
+
+def test_ids_are_never_model_inputs():
+    frame = pd.DataFrame({"TX_AMOUNT": [1.0], "CUSTOMER_ID": ["C1231006815"]})
+    with pytest.raises(ValueError, match="ids are not model inputs: \\['CUSTOMER_ID'\\]"):
+        model_inputs(frame, ["TX_AMOUNT", "CUSTOMER_ID"])
+    assert model_inputs(frame, ["TX_AMOUNT"]).tolist() == [[1.0]]

@@ -21,13 +21,14 @@ from fraud.config import PROJECT_ROOT
 from fraud.features import EXTRA_FEATURES, HANDBOOK_FEATURES
 from fraud.process import Child
 from fraud.producer import Pace, load_history, replay
-from fraud.testing.data import BROKEN, shown
+from fraud.testing.data import BROKEN, odd_id_messages, shown
 from fraud.testing.pipeline import (
     DEFAULT_MODEL,
     StreamProcess,
     delta_ids,
     es_ids,
     es_scored_count,
+    ids_in_sinks,
     mysql_count,
     mysql_scored,
     topic_records,
@@ -61,6 +62,11 @@ def test_broken_records_go_to_the_dead_letters_and_the_query_keeps_scoring(pipel
     valid = [json.dumps({"transaction_id": 900_000 + i, "tx_datetime": (now - timedelta(minutes=30 - i)).isoformat(),
                          "customer_id": i % 5, "terminal_id": i % 3, "tx_amount": 10.0 + i,
                          **({"channel": "web"} if i % 2 else {})}).encode() for i in range(30)]
+    # ids of every kind (a UUID, a card number above 2^63, a merchant name with a comma and an apostrophe, a PaySim
+    # id, 23 digits as a JSON integer, ...) as transaction, card and terminal: exactly so in every sink
+    odd = odd_id_messages((now - timedelta(minutes=45)).isoformat())
+    valid += [json.dumps(message, ensure_ascii=False).encode() for message, _ in odd]
+    expected_ids = sorted([(str(900_000 + i), str(i % 5), str(i % 3)) for i in range(30)] + [ids for _, ids in odd])
     # valid UTF-8 with U+FFFD and an emoji, written as such (not escaped): scored, not refused
     valid[3] = json.dumps({**json.loads(valid[3]), "merchant": "Caf\ufffd \U0001F355"}, ensure_ascii=False).encode()
     broken = {value: reason for value, reason in BROKEN if b"2027-01-01" not in (value or b"")}
@@ -100,11 +106,12 @@ def test_broken_records_go_to_the_dead_letters_and_the_query_keeps_scoring(pipel
         stopped = stream.stop()
     assert stopped == 0, stream.log_tail()
 
-    assert sorted(row[0] for row in mysql_scored(settings)) == [900_000 + i for i in range(30)]
-    assert sorted(delta_ids(spark, settings.raw_table)) == [900_000 + i for i in range(30)]
+    sinks = ("mysql", "elasticsearch", "delta", "kafka")
+    assert ids_in_sinks(spark, settings) == {sink: expected_ids for sink in sinks}  # ids exactly as text
+    assert sorted(delta_ids(spark, settings.raw_table)) == sorted(tid for tid, _, _ in expected_ids)
     labels = spark.read.format("delta").load(settings.labels_table).select("transaction_id", "tx_fraud").collect()
-    assert sorted((r.transaction_id, r.tx_fraud) for r in labels) == [(900_005, 1), (900_007, 0)]
-    assert sorted(es_ids(settings)) == [900_000 + i for i in range(30)]
+    assert sorted((r.transaction_id, r.tx_fraud) for r in labels) == [("900005", 1), ("900007", 0)]
+    assert sorted(es_ids(settings)) == sorted(tid for tid, _, _ in expected_ids)
     letters = [json.loads(value) for _, value in topic_records(settings, settings.kafka.topics.deadletter)]
     assert len(letters) >= len(broken) + 1
     used = [letter for letter in letters if letter["reason"].startswith("transaction_id 900006")]
@@ -155,8 +162,8 @@ def test_a_model_published_while_running_scores_the_next_micro_batches(pipeline,
         stopped = stream.stop()
     assert stopped == 0, stream.log_tail()
     versions = dict(mysql_scored(settings, "transaction_id, model_version"))
-    assert {versions[i] for i in range(1, 51)} == {metadata["version"]}
-    assert {versions[i] for i in range(51, 101)} == {"second-1"}
+    assert {versions[str(i)] for i in range(1, 51)} == {metadata["version"]}
+    assert {versions[str(i)] for i in range(51, 101)} == {"second-1"}
 
 
 @pytest.fixture(scope="module")
@@ -203,7 +210,7 @@ def test_stream_features_and_scores_equal_the_backfill_over_45_days(pipeline, sp
     worst = difference.max().sort_values(ascending=False)
     assert worst.iloc[0] <= 1e-6, f"largest differences:\n{worst.head()}\n{difference.idxmax().loc[worst.index[:3]]}"
     assert (streamed.decision == batch.decision).all()
-    assert sorted(es_ids(settings)) == sorted(history.TRANSACTION_ID)
+    assert sorted(es_ids(settings)) == sorted(str(tid) for tid in history.TRANSACTION_ID)
     upserted = pd.DataFrame(mysql_scored(settings, "transaction_id, fraud_score, decision"),
                             columns=["transaction_id", "fraud_score", "decision"]).set_index("transaction_id")
     assert upserted.index.is_unique and (upserted.sort_index().index == batch.index).all()

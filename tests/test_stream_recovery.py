@@ -4,7 +4,9 @@ from __future__ import annotations
 import random
 import signal
 import time
+import uuid
 
+import pandas as pd
 import pytest
 
 from fraud.clients.elasticsearch import elasticsearch_client
@@ -25,8 +27,16 @@ pytestmark = pytest.mark.services
 
 @pytest.fixture(scope="module")
 def history(data_dir):
-    frame = load_history(data_dir / "transactions.parquet", start="2018-06-01")
-    return frame.iloc[:24_000]
+    """24,000 transactions of the dataset with ids as real users send them: every third transaction id a UUID,
+    every third one above 2^64 (a JSON integer), card numbers of 19 digits above 2^63 (JSON integers), terminals
+    named like merchants (spaces, a comma, an apostrophe)."""
+    frame = load_history(data_dir / "transactions.parquet", start="2018-06-01").iloc[:24_000]
+    ids = [str(uuid.UUID(int=int(tid))) if tid % 3 == 0 else int(tid) + 10 ** 22 if tid % 3 == 1 else int(tid)
+           for tid in frame.TRANSACTION_ID]
+    return frame.assign(TRANSACTION_ID=pd.Series(ids, index=frame.index, dtype=object),
+                        CUSTOMER_ID=pd.Series([9_300_000_000_000_000_000 + int(c) for c in frame.CUSTOMER_ID],
+                                              index=frame.index, dtype=object),
+                        TERMINAL_ID=[f"fraud_Kirlin and Sons, O'Hara #{t}" for t in frame.TERMINAL_ID])
 
 
 def test_kill_9_twice_loses_and_duplicates_nothing(pipeline, spark, history, tmp_path):

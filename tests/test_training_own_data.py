@@ -19,7 +19,6 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from fraud.cli import main
 from fraud.config import PROJECT_ROOT
 from fraud.io import InputError
-from fraud.schemas import HANDBOOK_COLUMNS
 from fraud.sources import SourceMapping, load_source
 from training.artifacts import load_model, model_inputs
 from training.metrics import quality
@@ -28,22 +27,14 @@ from training.train import Recipe, evaluate, shipped_recipe, train, with_own_fea
 
 REAL = PROJECT_ROOT.parent / "shared" / "data" / "real"
 SOURCES = PROJECT_ROOT / "conf" / "sources"
-STRING_IDS = HANDBOOK_COLUMNS["CUSTOMER_ID"] == "string"
-needs_string_ids = pytest.mark.skipif(not STRING_IDS, reason="assumes string ids (the string-id branch): Sparkov's "
-                                                             "card numbers, merchants and trans_num are not integers")
 
 
 @pytest.fixture(scope="module")
-def paysim_digits(tmp_path_factory) -> SourceMapping:
-    """conf/sources/paysim.yaml with the ids' digits only (C1231006815 -> 1231006815)."""
+def paysim() -> SourceMapping:
+    """conf/sources/paysim.yaml, as shipped: text ids such as C1231006815."""
     if not REAL.is_dir():
         pytest.skip(f"{REAL} not available")
-    text = (SOURCES / "paysim.yaml").read_text()
-    text = text.replace("customer_id: nameOrig", 'customer_id: "substring(nameOrig, 2)"')
-    text = text.replace("terminal_id: nameDest", 'terminal_id: "substring(nameDest, 2)"')
-    path = tmp_path_factory.mktemp("sources") / "paysim-digits.yaml"
-    path.write_text(text)
-    return load_source(path)
+    return load_source(SOURCES / "paysim.yaml")
 
 
 # ---------------------------------------------------------------- pure logic
@@ -95,15 +86,15 @@ PAYSIM_SPLIT = Split(datetime(2017, 1, 21), train_days=13, delay_days=7, test_da
 
 
 @pytest.fixture(scope="module")
-def paysim_model(spark, paysim_digits, tmp_path_factory):
+def paysim_model(spark, paysim, tmp_path_factory):
     model_dir = tmp_path_factory.mktemp("models") / "paysim"
     metrics, artifact = train(spark, REAL / "paysim_sample.csv", PAYSIM_SPLIT, shipped_recipe(), model_dir,
-                              source=paysim_digits)
+                              source=paysim)
     return model_dir, metrics, artifact
 
 
 def test_training_on_paysim_through_the_mapping_measures_the_time_split_and_writes_the_report(paysim_model,
-                                                                                             paysim_digits):
+                                                                                             paysim):
     model_dir, metrics, artifact = paysim_model
     for name in ("auc", "ap", "cp100", "review_precision", "review_recall", "block_precision", "block_recall"):
         assert 0 <= metrics[name] <= 1, (name, metrics)
@@ -112,7 +103,7 @@ def test_training_on_paysim_through_the_mapping_measures_the_time_split_and_writ
     assert "cp100_ceiling" not in metrics
     metadata = json.loads((model_dir / "metadata.json").read_text())
     assert metadata["protocol"].startswith("time split")
-    assert metadata["source"] == paysim_digits.model_dump() and metadata["categorical"] == ["OWN_type"]
+    assert metadata["source"] == paysim.model_dump() and metadata["categorical"] == ["OWN_type"]
     assert "OWN_type" in metadata["features"]
     report = (model_dir / "report" / "report.md").read_text()
     assert "time split" in report and "review: precision" in report and "source mapping" in report
@@ -121,36 +112,35 @@ def test_training_on_paysim_through_the_mapping_measures_the_time_split_and_writ
         assert (model_dir / "report" / plot).stat().st_size > 1000
 
 
-def test_evaluate_measures_the_model_at_its_thresholds_and_needs_its_mapping(spark, paysim_model, paysim_digits):
+def test_evaluate_measures_the_model_at_its_thresholds_and_needs_its_mapping(spark, paysim_model, paysim):
     model_dir, metrics, _ = paysim_model
-    again = evaluate(spark, model_dir, REAL / "paysim_sample.csv", PAYSIM_SPLIT, paysim_digits)
+    again = evaluate(spark, model_dir, REAL / "paysim_sample.csv", PAYSIM_SPLIT, paysim)
     assert again == metrics
-    plain = SourceMapping(**{**paysim_digits.model_dump(), "categorical": {}})
+    plain = SourceMapping(**{**paysim.model_dump(), "categorical": {}})
     with pytest.raises(InputError, match=r"no column\(s\) \['OWN_type'\], the model's own features"):
         evaluate(spark, model_dir, REAL / "paysim_sample.csv", PAYSIM_SPLIT, plain)
 
 
 def test_the_backfill_scores_a_mapped_source_with_own_features_and_the_default_model_too(spark, paysim_model,
-                                                                                         paysim_digits):
+                                                                                         paysim):
     from fraud.scoring import score_transactions
     from fraud.sources import read_history
-    transactions = read_history(spark, REAL / "paysim_sample.csv", paysim_digits)
+    transactions = read_history(spark, REAL / "paysim_sample.csv", paysim)
     for model in (paysim_model[0], PROJECT_ROOT / "models" / "default"):  # own features; contract fields only
         scored = score_transactions(transactions, load_model(model)).toPandas()
         assert len(scored) == 12651 and scored.fraud_score.between(0, 1).all()
         assert scored.transaction_id.nunique() == 12651
 
 
-def test_the_producer_replays_a_mapped_source_in_event_time_order(spark, paysim_digits):
+def test_the_producer_replays_a_mapped_source_in_event_time_order(spark, paysim):
     from fraud.producer import load_history, mapped_history, transaction_message
-    history = load_history(mapped_history(spark, REAL / "paysim_sample.csv", paysim_digits), "2017-01-13")
+    history = load_history(mapped_history(spark, REAL / "paysim_sample.csv", paysim), "2017-01-13")
     assert len(history) == 778 + 1183 + 282 and history.TX_DATETIME.is_monotonic_increasing
     message = json.loads(transaction_message(next(history.itertuples(index=False))))
     assert list(message) == ["transaction_id", "tx_datetime", "customer_id", "terminal_id", "tx_amount"]
     assert message["tx_datetime"] == history.TX_DATETIME.iloc[0].isoformat() >= "2017-01-13T00:00:00"
 
 
-@needs_string_ids
 def test_training_on_sparkov_through_the_shipped_mapping(spark, tmp_path):
     metrics, artifact = train(spark, REAL / "sparkov_train_head.csv", Split(datetime(2019, 1, 4), 2, 1, 1),
                               shipped_recipe(), tmp_path / "sparkov", source=load_source(SOURCES / "sparkov.yaml"))
@@ -172,11 +162,11 @@ def test_a_bad_source_mapping_exits_2_naming_the_key_before_any_work(tmp_path, c
     assert "--simulate is not allowed with --source" in capsys.readouterr().err
 
 
-def test_fraud_features_maps_the_source(spark, tmp_path, capsys, paysim_digits, monkeypatch):
+def test_fraud_features_maps_the_source(spark, tmp_path, capsys, paysim, monkeypatch):
     import fraud.spark
     monkeypatch.setattr(fraud.spark, "spark_session", lambda *args, **kwargs: contextlib.nullcontext(spark))
     mapping = tmp_path / "paysim.yaml"
-    mapping.write_text(json.dumps(paysim_digits.model_dump()))  # YAML is a superset of JSON
+    mapping.write_text(json.dumps(paysim.model_dump()))  # YAML is a superset of JSON
     out = tmp_path / "features"
     assert main(["features", "--input", str(REAL / "paysim_sample.csv"), "--source", str(mapping),
                  "--output", str(out)]) == 0

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from pyspark.sql import functions as F
 
-from fraud.testing.data import BROKEN, VALID, shown, utc_us, variant
+from fraud.testing.data import BROKEN, BROKEN_IDS, ODD_IDS, VALID, odd_id_messages, shown, utc_us, variant
 from fraud.validation import validate_records
 
 
@@ -40,15 +40,43 @@ def test_broken_records_get_their_reason_and_valid_ones_pass_interleaved(spark):
             assert out[offset].payload_bytes == len(value or b"")
             assert out[offset].payload_sha256 == hashlib.sha256(value or b"").hexdigest() if value else True
     parsed = {r.transaction_id: r for r in out.values() if r.reason is None}
-    assert (parsed[2000].event_us, parsed[2000].customer_id, parsed[2000].terminal_id,
-            parsed[2000].tx_amount) == (utc_us(2018, 4, 1, 2), 596, 3156, 57.16)
-    assert "extra_field" in parsed[2000].payload
-    assert parsed[2001].payload == valid[-3].decode() and "Caf\ufffd \U0001F355" in parsed[2001].payload
-    assert parsed[2001].event_us == utc_us(2018, 4, 1, 0, 0, 31, 123456)  # UTC, to the microsecond
-    assert parsed[2002].event_us == utc_us(2018, 4, 1, 0, 0, 31)
-    assert parsed[2003].event_us == utc_us(1900, 1, 1)
+    assert (parsed["2000"].event_us, parsed["2000"].customer_id, parsed["2000"].terminal_id,
+            parsed["2000"].tx_amount) == (utc_us(2018, 4, 1, 2), "596", "3156", 57.16)
+    assert "extra_field" in parsed["2000"].payload
+    assert parsed["2001"].payload == valid[-3].decode() and "Caf\ufffd \U0001F355" in parsed["2001"].payload
+    assert parsed["2001"].event_us == utc_us(2018, 4, 1, 0, 0, 31, 123456)  # UTC, to the microsecond
+    assert parsed["2002"].event_us == utc_us(2018, 4, 1, 0, 0, 31)
+    assert parsed["2003"].event_us == utc_us(1900, 1, 1)
     assert all(r.payload_sha256 is None for r in parsed.values())
-    assert len(set(expected.values())) >= 15
+    assert len(set(expected.values())) >= 40
+    # every id field refused for each kind: 3 fields x 8 kinds of reason
+    assert len({reason for _, reason in BROKEN_IDS}) == 24
+
+
+def test_ids_of_every_kind_come_out_as_their_exact_text(spark):
+    """A UUID transaction id, a 19-digit card number above 2^63, a merchant name with a comma and an apostrophe,
+    a PaySim id, 12345678901234567890123 sent as a JSON integer, ...: each comes out exactly, as text."""
+    messages = odd_id_messages()
+    # the same ids as labels: a label's ids follow the same rule
+    rows = [(json.dumps(message, ensure_ascii=False).encode(), topic, 0, offset, datetime(2026, 11, 28))
+            for topic in ("transactions.raw", "transactions.labels")
+            for offset, (message, _) in enumerate(messages)]
+    rows = [(value if topic == "transactions.raw" else
+             json.dumps({**json.loads(value), "tx_fraud": 1}, ensure_ascii=False).encode(), topic, p, o, t)
+            for value, topic, p, o, t in rows]
+    frame = spark.createDataFrame(rows, "value binary, topic string, partition int, offset long, timestamp timestamp")
+    out = validate_records(frame, labels_topic="transactions.labels").collect()
+
+    assert len(out) == 2 * len(ODD_IDS) == 30
+    expected = {(topic, offset): ids for topic in ("transactions.raw", "transactions.labels")
+                for offset, (_, ids) in enumerate(messages)}
+    for row in out:
+        assert row.reason is None, (row.payload, row.reason)
+        assert (row.transaction_id, row.customer_id, row.terminal_id) == expected[(row.kafka_topic, row.kafka_offset)]
+    by_id = {row.transaction_id for row in out}
+    assert {"6c0b3a0e-8f4e-4b6a-9a53-2f1e7d1f0a11", "9876543210987654321", "fraud_Kirlin and Sons, O'Hara",
+            "C1231006815", "12345678901234567890123"} <= by_id
+    assert 9876543210987654321 > 2 ** 63
 
 
 def test_labels_are_checked_against_the_label_contract(spark):

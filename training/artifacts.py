@@ -19,6 +19,8 @@ import joblib
 import numpy as np
 import pandas as pd
 
+from fraud.schemas import ID_COLUMNS, ID_FIELDS
+
 MODEL_FILE, METADATA_FILE = "model.joblib", "metadata.json"
 LIBRARIES = ("scikit-learn", "numpy", "pandas", "pyspark", "joblib")
 
@@ -58,7 +60,12 @@ def model_inputs(frame: pd.DataFrame, features: list[str],
     The Spark features and their numpy twin (the stream) agree to about 1e-13, but a
     tree split placed between two values that close (1.0 and 1.0000000000000002, say)
     would still send them different ways; rounding gives both paths the same inputs.
+
+    Raises ValueError when ``features`` names an id (transaction, card, terminal: text, never a model input).
     """
+    ids = sorted(set(features) & {*ID_COLUMNS, *ID_FIELDS})
+    if ids:
+        raise ValueError(f"ids are not model inputs: {ids}")
     numbers = [name for name in features if name not in categorical]
     matrix = np.round(frame[numbers].to_numpy(dtype=float), 9)
     if not categorical:

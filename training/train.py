@@ -27,7 +27,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassif
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OrdinalEncoder
 
-from fraud.features import HANDBOOK_FEATURES, MODEL_FEATURES, lookback_days
+from fraud.features import HANDBOOK_FEATURES, MODEL_FEATURES, id_order, lookback_days
 from fraud.features_spark import add_all_features
 from fraud.sources import SourceMapping, check_own_features, read_history
 from training.artifacts import ModelArtifact, fingerprint, library_versions, load_model, model_inputs, save_model
@@ -107,7 +107,7 @@ def feature_frame(spark: SparkSession, data: str | Path, split: Split, columns: 
     frame: pd.DataFrame = features.where(F.col("TX_DATETIME") >= start).select(*dict.fromkeys(keep)).toPandas()
     if frame.empty:
         raise ValueError(f"no transactions between {start} and {end} in {data}")
-    return frame.sort_values("TRANSACTION_ID", ignore_index=True)
+    return frame.iloc[np.argsort(id_order(frame["TRANSACTION_ID"].to_numpy()), kind="stable")].reset_index(drop=True)
 
 
 def score(model: ClassifierMixin, frame: pd.DataFrame, recipe: Recipe) -> np.ndarray:

@@ -1,12 +1,17 @@
 -- Tables of the `fraud` database. Run inside the configured database, by
 -- `fraud stack up` (local MariaDB 10.11) and by the MySQL 8.0 container's init;
--- every statement is idempotent and valid on both.
+-- every statement is idempotent and valid on both. `fraud init` also changes the type
+-- of a column whose type differs here (ALTER TABLE ... MODIFY COLUMN: the ids, BIGINT
+-- before they were text).
 
+-- Ids are text (fraud/schemas.py: ID_MAX_CHARS characters at most), compared byte for
+-- byte (utf8mb4_bin: "A" and "a" are two ids; validation refuses the spaces at either
+-- end that this PAD SPACE collation would ignore).
 CREATE TABLE IF NOT EXISTS scored_transactions (
-    transaction_id   BIGINT        NOT NULL,
+    transaction_id   VARCHAR(128)  CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
     tx_datetime      DATETIME(6)   NOT NULL,
-    customer_id      BIGINT        NOT NULL,
-    terminal_id      BIGINT        NOT NULL,
+    customer_id      VARCHAR(128)  CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
+    terminal_id      VARCHAR(128)  CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
     tx_amount        DOUBLE        NOT NULL,
     fraud_score      DOUBLE        NULL,
     decision         VARCHAR(16)   NULL,

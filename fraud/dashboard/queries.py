@@ -71,17 +71,15 @@ def transaction_patterns(es: Elasticsearch, index: str) -> dict:
 
 def latest_alerts(es: Elasticsearch, index: str, search: str = "", decision: str = "", min_score: float = 0.0,
                   size: int = 50) -> dict:
-    """The newest review/block decisions (or ``decision`` only), newest scoring first. ``search``: digits match a
-    transaction, customer or terminal id; words match the reason codes."""
+    """The newest review/block decisions (or ``decision`` only), newest scoring first. ``search``: an exact
+    transaction, customer or terminal id (text, as sent), or words of the reason codes."""
     filters: list[dict] = [{"term": {"decision": decision}} if decision else FLAGGED,
                            {"range": {"fraud_score": {"gte": min_score}}}]
     search = search.strip()
-    if search.isdigit():
-        filters.append({"bool": {"should": [{"term": {field: int(search)}}
-                                            for field in ("transaction_id", "customer_id", "terminal_id")]}})
-    elif search:
-        filters.append({"simple_query_string": {"query": search, "fields": ["reason_codes"],
-                                                "default_operator": "and"}})
+    if search:
+        filters.append({"bool": {"should": [
+            *({"term": {field: search}} for field in ("transaction_id", "customer_id", "terminal_id")),
+            {"simple_query_string": {"query": search, "fields": ["reason_codes"], "default_operator": "and"}}]}})
     # source: the client's stubs type it as bool or a mapping; Elasticsearch takes a list of fields too
     result = es.search(index=index, size=size, query={"bool": {"filter": filters}},
                        source=ALERT_FIELDS,  # type: ignore[arg-type]

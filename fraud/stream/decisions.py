@@ -123,15 +123,16 @@ def _with_features(schema: StructType, names: list[str]) -> StructType:
 
 
 def id_hash(transaction_id: Column) -> Column:
-    """The 64-bit hash of a transaction id the state keeps (histories, decided ids): xxhash64 of the id as text. One
-    definition for the stream and the warm start, whose ids must match."""
-    return F.xxhash64(transaction_id.cast("string"))
+    """The 64-bit hash of a transaction id (text) the state keeps (histories, decided ids): xxhash64 of its UTF-8
+    bytes. One definition for the stream and the warm start, whose ids must match; an integer id stored before ids
+    were text (bigint) hashed its decimal text, the same value."""
+    return F.xxhash64(transaction_id)
 
 
 def keyed_by(rows: DataFrame, key: str, shards: int) -> DataFrame:
-    """``rows`` with ``key`` (as text) as the state key, hash-partitioned into ``shards`` partitions; ``shard`` =
+    """``rows`` with ``key`` (an id: text) as the state key, hash-partitioned into ``shards`` partitions; ``shard`` =
     the partition (``repartition`` puts a row in pmod(murmur3(key), n), which is what ``hash`` computes)."""
-    keyed = rows.withColumn("key", F.col(key).cast("string"))
+    keyed = rows.withColumn("key", F.col(key))
     return keyed.withColumn("shard", F.pmod(F.hash("key"), F.lit(shards))).repartition(shards, "key")
 
 
@@ -201,7 +202,7 @@ def outgoing_records(plan: DataFrame, settings: Settings, score: Column) -> Data
         F.when(is_letter, F.lit(topics.deadletter)).otherwise(F.lit(topics.scored)).alias("topic"),
         F.when(is_letter, F.concat_ws(":", *(F.col(f"{LETTER}.source_{part}") for part in ("topic", "partition",
                                                                                         "offset"))))
-        .otherwise(F.col("transaction_id").cast("string")).alias("key"),
+        .otherwise(F.col("transaction_id")).alias("key"),
         F.when(is_letter, F.to_json(letter, JSON_OPTIONS))
         .otherwise(F.to_json(F.struct(*SCORED_ROW.fieldNames(), FEATURES_COLUMN), JSON_OPTIONS)).alias("value"))
 

@@ -35,7 +35,7 @@ from pyspark.sql.streaming import StreamingQuery
 
 from fraud.config import Settings
 from fraud.process import Child
-from fraud.sinks import check_sinks
+from fraud.sinks import check_sinks, require_text_ids
 from fraud.stream.decisions import decision_plan
 from fraud.stream.delivery import DEDUPLICATION_WINDOW, DeliveryBatches
 from fraud.stream.progress import ProgressToMysql
@@ -146,8 +146,12 @@ def delivery_query(spark: SparkSession, settings: Settings, sinks: tuple[str, ..
     """Start the delivery query: the result topic deduplicated by transaction id, with the labels and dead-letter
     topics, and the transactions topic's records counted only (the batch log's arrivals; its archive is what was
     decided, from the result topic: kept in the subscription so that a checkpoint of an earlier version stays
-    valid). ``stop``: the stream's stop event (a sink retrying gives up when it is set)."""
+    valid). ``stop``: the stream's stop event (a sink retrying gives up when it is set).
+
+    Raises SinkError when a Delta table it writes has ids that are not text (``require_text_ids``)."""
     topics, conf, root = settings.kafka.topics, settings.stream, settings.checkpoint_dir
+    if "delta" in sinks:
+        require_text_ids(spark, [settings.scored_table, settings.raw_table, settings.labels_table])
     scored = (kafka_source(spark, settings, [topics.scored], conf.max_offsets_per_trigger)
               .withColumn("transaction_id", F.col("key").cast("string"))
               .withWatermark("timestamp", DEDUPLICATION_WINDOW).dropDuplicatesWithinWatermark(["transaction_id"]))

@@ -13,7 +13,7 @@ many keys the state holds.
 Order. Transactions are scored on arrival: a new transaction's features read the
 key's history plus the batch's transactions before it in (event time, arrival)
 order. Everything in the history arrived before the batch; within the batch,
-arrival order is Kafka timestamp, then transaction id, then Kafka position
+arrival order is Kafka timestamp, then transaction id (``fraud.features.id_order``), then Kafka position
 (``ARRIVAL``); for a card, whose records share one partition of the raw topic
 (keyed by customer), it is the order they were sent. A transaction delivered late
 (after others of its key with later event times) is put in its place among what
@@ -40,7 +40,7 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from fraud.features import BASELINE_DAYS, CUSTOMER_FEATURES, DAY_US, TERMINAL_FEATURES, terminal_history_days
+from fraud.features import BASELINE_DAYS, CUSTOMER_FEATURES, DAY_US, TERMINAL_FEATURES, id_order, terminal_history_days
 from fraud.features_pandas import KEY_TIME, customer_features, terminal_features
 
 CARD, TERMINAL = "card", "terminal"
@@ -101,9 +101,10 @@ class ShardOutcome:
 
 
 def arrival_rank(rows: pd.DataFrame) -> np.ndarray:
-    """Each row's place in the batch's arrival order (``ARRIVAL``)."""
+    """Each row's place in the batch's arrival order (``ARRIVAL``; transaction ids in ``id_order``)."""
     rank = np.empty(len(rows), np.int64)
-    rank[rows.reset_index(drop=True).sort_values(ARRIVAL, kind="stable").index.to_numpy()] = np.arange(len(rows))
+    arrival = rows[ARRIVAL].reset_index(drop=True).assign(transaction_id=id_order(rows["transaction_id"].to_numpy()))
+    rank[arrival.sort_values(ARRIVAL, kind="stable").index.to_numpy()] = np.arange(len(rows))
     return rank
 
 

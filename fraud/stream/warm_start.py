@@ -23,7 +23,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from fraud.config import Settings
-from fraud.features import DAY_US, customer_history_days
+from fraud.features import DAY_US, customer_history_days, id_order
 from fraud.features_pandas import customer_features
 from fraud.io import read_transactions
 from fraud.stream.decisions import id_hash, keyed_by
@@ -65,7 +65,8 @@ def _seed(frames: Iterator[pd.DataFrame], *, route: str, folder: str, shards: in
         return
     rows = pd.concat(nonempty, ignore_index=True)
     for shard, part in rows.groupby("shard"):
-        part = part.sort_values(["key", "event_us", "TRANSACTION_ID"], kind="stable")
+        part = part.iloc[np.lexsort((id_order(part["TRANSACTION_ID"].to_numpy()), part["event_us"].to_numpy(),
+                                     part["key"].to_numpy(dtype=object)))]
         keys, owner = np.unique(part["key"].to_numpy(dtype=object), return_inverse=True)
         order = np.lexsort((np.arange(len(part)), part["event_us"].to_numpy(), owner))
         owner, part = owner[order], part.iloc[order]

@@ -24,6 +24,7 @@ from fraud.clients.mysql import connect
 from fraud.config import PROJECT_ROOT, Settings
 from fraud.process import Child
 from fraud.producer import Pace, replay
+from fraud.schemas import ID_FIELDS
 from fraud.stack.manager import SERVICES, create_database_and_user
 from fraud.stack.mariadb import admin_sql
 from fraud.testing.stack import TEST_ENV, stack_settings
@@ -130,7 +131,9 @@ def es_scored_count(settings: Settings) -> int:
     return es.count(index=settings.elasticsearch.index, query=SCORED)["count"]
 
 
-def es_ids(settings: Settings) -> list[int]:
+def es_ids(settings: Settings) -> list[str]:
+    """The transaction ids of every document in the index; each document's id is its transaction id
+    (AssertionError if not)."""
     es = elasticsearch_client(settings)
     index = settings.elasticsearch.index
     es.indices.refresh(index=index)
@@ -139,7 +142,8 @@ def es_ids(settings: Settings) -> list[int]:
                              source=["transaction_id"])  # type: ignore[arg-type]
     while page["hits"]["hits"]:
         hits = page["hits"]["hits"]
-        ids += [hit["_source"]["transaction_id"] for hit in hits]
+        assert all(hit["_id"] == hit["_source"]["transaction_id"] for hit in hits), hits[0]
+        ids += [hit["_id"] for hit in hits]
         page = es.search(index=index, query={"match_all": {}}, size=5000, sort=["transaction_id"],
                          source=["transaction_id"], search_after=hits[-1]["sort"])  # type: ignore[arg-type]
     return ids
@@ -169,7 +173,7 @@ def restart_after(settings: Settings, service: str, seconds: float) -> None:
         time.sleep(seconds)
 
 
-def delta_ids(spark, path: str) -> list[int]:
+def delta_ids(spark, path: str) -> list[str]:
     return [row[0] for row in spark.read.format("delta").load(path).select("transaction_id").collect()]
 
 
@@ -186,10 +190,29 @@ def decisions(settings: Settings) -> int:
     return sum(topic_end_offsets(settings, settings.kafka.topics.scored).values())
 
 
-def assert_exactly_once_everywhere(spark, settings: Settings, expected: list[int]) -> None:
-    """MySQL, Elasticsearch, the Delta scored table and transactions archive hold exactly ``expected`` (ids), once
-    each; the result topic holds each of them, every repeat identical to the first."""
-    expected = sorted(expected)
+def ids_in_sinks(spark, settings: Settings) -> dict[str, list[tuple[str, str, str]]]:
+    """The (transaction id, card, terminal) of every scored row in each sink: MySQL, Elasticsearch (the transaction
+    id its document id), the Delta scored table and the result topic (its JSON), each list sorted."""
+    with connect(settings) as conn, conn.cursor() as cur:
+        cur.execute("SELECT transaction_id, customer_id, terminal_id FROM scored_transactions")
+        mysql = sorted(tuple(row) for row in cur.fetchall())
+    es = elasticsearch_client(settings)
+    es.indices.refresh(index=settings.elasticsearch.index)
+    hits = es.search(index=settings.elasticsearch.index, query=SCORED, size=10_000,
+                     source=["customer_id", "terminal_id"])["hits"]["hits"]  # type: ignore[arg-type]
+    delta = spark.read.format("delta").load(settings.scored_table).select(*ID_FIELDS).collect()
+    results = [json.loads(value or b"") for _, value in topic_records(settings, settings.kafka.topics.scored)]
+    return {"mysql": mysql,
+            "elasticsearch": sorted((h["_id"], h["_source"]["customer_id"], h["_source"]["terminal_id"]) for h in hits),
+            "delta": sorted(tuple(row) for row in delta),
+            "kafka": sorted({tuple(r[name] for name in ID_FIELDS) for r in results})}
+
+
+def assert_exactly_once_everywhere(spark, settings: Settings, expected: list) -> None:
+    """MySQL, Elasticsearch (as document ids too), the Delta scored table and transactions archive hold exactly
+    ``expected`` (transaction ids: text, an integer standing for its decimal text), once each; the result topic
+    holds each of them (JSON strings), every repeat identical to the first."""
+    expected = sorted(str(tid) for tid in expected)
     assert sorted(row[0] for row in mysql_scored(settings)) == expected
     assert sorted(es_ids(settings)) == expected
     assert sorted(delta_ids(spark, settings.scored_table)) == expected
