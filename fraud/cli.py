@@ -416,7 +416,9 @@ def _stream(settings: Settings, model: str, sinks: str, queries: str) -> int:
     stop = stop_on_signals()  # first: a SIGTERM while Spark starts is a clean stop too
 
     from fraud.spark import launched_by_spark_submit, spark_session
-    from fraud.stream.queries import DECISION, DELIVERED, DELIVERY, DeliveryProcess, run_stream
+    from fraud.stream.queries import DECISION, DELIVERED, DELIVERY, DeliveryProcess, check_checkpoints, run_stream
+
+    check_checkpoints(settings)  # in seconds, before a JVM starts
 
     parts = tuple(queries.split(","))
     delivery = None

@@ -91,6 +91,16 @@ def check_checkpoint(folder: Path, recovery: str) -> None:
                     f"from a backup; {recovery} (README: Operations)")
 
 
+def check_checkpoints(settings: Settings) -> None:
+    """``check_checkpoint`` of the decision and the delivery query's checkpoints, before either starts."""
+    root = settings.checkpoint_dir
+    check_checkpoint(root / DECISION, f"or remove it and {state_folder(settings)}, run `fraud warm-start` and start "
+                                      "again: the ids the archive holds are not decided twice")
+    check_checkpoint(root / DELIVERY, "removing it instead delivers again what Kafka still holds: MySQL, "
+                                      "Elasticsearch and the labels are keyed by id, the Delta scored table and "
+                                      "archive get those rows twice")
+
+
 def state_folder(settings: Settings) -> Path:
     """Where the decision query keeps its card and terminal state (beside its checkpoint)."""
     return settings.checkpoint_dir / f"{DECISION}-state"
@@ -133,8 +143,6 @@ def decision_query(spark: SparkSession, settings: Settings, transactions: DataFr
               .trigger(processingTime=f"{settings.stream.trigger_seconds} seconds"))
     writer = (writer.foreachBatch(publish) if publish else
               writer.format("kafka").options(**settings.kafka.spark_options()))
-    check_checkpoint(root / DECISION, f"or remove it and {state_folder(settings)}, run `fraud warm-start` and "
-                                      "start again: the ids the archive holds are not decided twice")
     query = writer.start()
     log.info("decision query: serving model %s from %s", json.loads((model / METADATA_FILE).read_text())["version"],
              model)
@@ -159,9 +167,6 @@ def delivery_query(spark: SparkSession, settings: Settings, sinks: tuple[str, ..
                            conf.max_offsets_per_trigger)
               .withColumn("transaction_id", F.lit(None).cast("string"))
               .withColumn("value", F.when(F.col("topic") != topics.raw, F.col("value"))))
-    check_checkpoint(root / DELIVERY, "removing it instead delivers again what Kafka still holds: MySQL, "
-                                      "Elasticsearch and the labels are keyed by id, the Delta scored table and "
-                                      "archive get those rows twice")
     return (scored.unionByName(others).writeStream.queryName(f"fraud-{DELIVERY}")
             .foreachBatch(DeliveryBatches(settings, sinks, lambda: checkpoint_query_id(root / DELIVERY), stop))
             .option("checkpointLocation", str(root / DELIVERY))
