@@ -8,15 +8,16 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
 from confluent_kafka import TopicPartition
 from confluent_kafka.admin import NewPartitions
 
-from fraud.clients.kafka import kafka_admin, topic_end_offsets
+from fraud.clients.kafka import kafka_admin, kafka_producer, topic_end_offsets
 from fraud.config import PROJECT_ROOT
-from fraud.producer import Pace, load_history, replay
+from fraud.producer import Pace, load_history, replay, transaction_message
 from fraud.stream.queries import DECISION, state_folder
 from fraud.testing.pipeline import StreamProcess, assert_exactly_once_everywhere, mysql_count
 
@@ -50,12 +51,19 @@ def test_added_partitions_deleted_records_and_a_damaged_checkpoint(pipeline, spa
     try:
         _send(settings, first)
         stream.wait_for(lambda: mysql_count(settings) == len(first), 600, "the first records scored")
-        # partitions added while it runs: the producer spreads the cards over them, the stream reads them all
+        # partitions added while it runs: records written to them are read too
         partitions = len(topic_end_offsets(settings, raw))
         admin = kafka_admin(settings)
         admin.create_partitions([NewPartitions(raw, partitions + 2)])[raw].result(60)
-        _send(settings, added)
-        assert any(topic_end_offsets(settings, raw)[p] > 0 for p in (partitions, partitions + 1))
+        while len(admin.list_topics(raw, timeout=10).topics[raw].partitions) < partitions + 2:
+            time.sleep(0.5)  # the new partitions are in the brokers' metadata
+        producer = kafka_producer(settings)
+        for i, row in enumerate(added.itertuples()):
+            producer.produce(raw, key=str(row.CUSTOMER_ID), value=transaction_message(row),
+                             partition=partitions + i % 2)
+        assert producer.flush(30) == 0
+        assert [topic_end_offsets(settings, raw)[p] for p in (partitions, partitions + 1)] == [
+            (len(added) + 1) // 2, len(added) // 2]
         stream.wait_for(lambda: mysql_count(settings) == len(first) + len(added), 600,
                         "the records of the added partitions scored")
     finally:
