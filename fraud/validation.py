@@ -39,6 +39,7 @@ rebase; MySQL ``DATETIME`` ends in 9999), and so does the record's Kafka timesta
 from __future__ import annotations
 
 import functools
+import operator
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
@@ -103,7 +104,7 @@ def validate_records(records: DataFrame, labels_topic: str | None = None) -> Dat
         text.alias("_text"), typed.alias("_typed"),
         F.col("topic").alias("kafka_topic"), F.col("partition").alias("kafka_partition"),
         F.col("offset").alias("kafka_offset"), F.col("timestamp").alias("kafka_timestamp"))
-    reads_like_other = functools.reduce(_either, (
+    reads_like_other = functools.reduce(operator.or_, (
         F.col(f"_text.{name}").isin("true", "false") | F.col(f"_text.{name}").rlike(r"^[\[{]") for name in ID_FIELDS))
     parsed = parsed.withColumns({  # lazily: a when() branch is evaluated only for the rows it is taken on
         _kind_column(kind): F.when(reads_like_other, F.from_json(
@@ -153,10 +154,6 @@ def validate_records(records: DataFrame, labels_topic: str | None = None) -> Dat
         "payload", "kafka_topic", "kafka_partition", "kafka_offset", "kafka_timestamp", reason.alias("reason"),
         F.coalesce("_bytes", F.lit(0)).alias("payload_bytes"),
         F.when(reason.isNotNull(), F.sha2("_value", 256)).alias("payload_sha256")))))
-
-
-def _either(left: Column, right: Column) -> Column:
-    return left | right
 
 
 def _kind_column(kind: str) -> str:
