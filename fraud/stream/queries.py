@@ -230,26 +230,34 @@ class Stream:
 class DeliveryProcess:
     """The delivery query in a process of its own (CPU niceness ``stream.delivery_nice``), so its Delta commits
     and bulk writes never hold a decision's micro-batch. It is in the stream's process group: a
-    kill of the group takes it too."""
+    kill of the group takes it too. ``start`` starts it (``run_stream`` does once the decision query has
+    run its first micro-batch: a restart's JVM start and replayed micro-batch get both cores)."""
 
     def __init__(self, command: list[str], nice: int):
-        self.child = Child([sys.executable, "-m", "fraud.cli", *command], nice=nice, own_group=False)
+        self.argv, self.nice = [sys.executable, "-m", "fraud.cli", *command], nice
+        self.child: Child | None = None
+
+    def start(self) -> None:
+        if self.child is None:
+            self.child = Child(self.argv, nice=self.nice, own_group=False)
 
     def failure(self) -> Exception | None:
-        if self.child.poll() is None:
+        if self.child is None or self.child.poll() is None:
             return None
         return RuntimeError(f"the delivery process stopped (exit {self.child.returncode}); see its log above")
 
     def stop(self, patience_s: float = 120.0) -> None:
-        self.child.stop(signal.SIGTERM, patience_s)  # it stops its query between micro-batches
+        if self.child is not None:
+            self.child.stop(signal.SIGTERM, patience_s)  # it stops its query between micro-batches
 
 
 def run_stream(spark: SparkSession, settings: Settings, sinks: tuple[str, ...], stop: threading.Event,
                model: str | Path | None = None, parts: tuple[str, ...] = (DECISION, DELIVERY),
                delivery: DeliveryProcess | None = None) -> None:
     """Run the queries named in ``parts`` until ``stop`` is set (see ``stop_on_signals``): a clean stop; or until
-    one fails: its error is raised, the others are stopped. ``delivery``: the delivery query's own process, watched
-    (its caller stops it, whatever happens here). A newer model published meanwhile is served within MODEL_CHECK_S
+    one fails: its error is raised, the others are stopped. ``delivery``: the delivery query's own process, started
+    once the decision query has reported its first progress (a micro-batch, or Spark's idle report) and watched (its
+    caller stops it, whatever happens here). A newer model published meanwhile is served within MODEL_CHECK_S
     seconds.
 
     Raises ValueError for an unknown sink, FileNotFoundError when there is no model, and the error of a failed
@@ -261,6 +269,8 @@ def run_stream(spark: SparkSession, settings: Settings, sinks: tuple[str, ...], 
     log.info("stream running: checkpoints in %s; Ctrl-C stops it", settings.checkpoint_dir)
     try:
         while not stop.wait(MODEL_CHECK_S):
+            if delivery is not None and (stream.decision is None or stream.decision.lastProgress is not None):
+                delivery.start()
             failure = stream.failure() or (delivery.failure() if delivery else None)
             if failure is not None:
                 raise explained(failure) from failure
