@@ -28,10 +28,10 @@ pytestmark = pytest.mark.services
 
 @pytest.fixture(scope="module")
 def history(data_dir):
-    """24,000 transactions of the dataset with ids as real users send them: every third transaction id a UUID,
+    """12,000 transactions of the dataset with ids as real users send them: every third transaction id a UUID,
     every third one above 2^64 (a JSON integer), card numbers of 19 digits above 2^63 (JSON integers), terminals
     named like merchants (spaces, a comma, an apostrophe)."""
-    frame = load_history(data_dir / "transactions.parquet", start="2018-06-01").iloc[:24_000]
+    frame = load_history(data_dir / "transactions.parquet", start="2018-06-01").iloc[:12_000]
     ids = [str(uuid.UUID(int=int(tid))) if tid % 3 == 0 else int(tid) + 10 ** 22 if tid % 3 == 1 else int(tid)
            for tid in frame.TRANSACTION_ID]
     return frame.assign(TRANSACTION_ID=pd.Series(ids, index=frame.index, dtype=object),
@@ -46,7 +46,7 @@ def test_kill_9_twice_loses_and_duplicates_nothing(pipeline, spark, history, tmp
     rng = random.Random(seed)
     print(f"kill moments drawn with seed {seed}")
     stream = StreamProcess(env, tmp_path / "stream.log").start()
-    producer = produce_in_background(settings, history, rate=300)  # 80 s of traffic: the kills land mid-stream
+    producer = produce_in_background(settings, history, rate=300)  # 40 s of traffic: the kills land mid-stream
     try:
         for kill, share in enumerate((0.2, 0.5)):  # mid-stream: the decisions are ahead of the other sinks
             stream.wait_for(lambda: decisions(settings) >= share * len(history), 600,
