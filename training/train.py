@@ -84,8 +84,8 @@ def shipped_recipe() -> Recipe:
     """The recipe of the model the product ships (models/default)."""
     model = HistGradientBoostingClassifier(max_iter=600, learning_rate=0.03, l2_regularization=1.0, random_state=0)
     return Recipe(model, MODEL_FEATURES, 56,
-                  "HistGradientBoostingClassifier on the handbook's 15 inputs and the extra features, "
-                  "trained on 56 days (chosen on the validation weeks 2018-07-11, -18 and -25)")
+                  "HistGradientBoostingClassifier on the handbook's 15 inputs and the extra features "
+                  "(56 training days by default, chosen on the validation weeks 2018-07-11, -18 and -25)")
 
 
 def feature_frame(spark: SparkSession, data: str | Path, split: Split, columns: list[str],
