@@ -205,9 +205,11 @@ class _Group(click.Group):
         except KeyboardInterrupt:
             raise click.exceptions.Exit(130) from None
         except Exception as exc:  # turn known operational failures into one readable line
-            if not _operational(exc):
+            from fraud.io import raised_input_error
+            known = raised_input_error(exc) or exc  # a Spark job stopped by a row of the input
+            if not _operational(known):
                 raise
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {known}", err=True)
             raise click.exceptions.Exit(1) from None
         if isinstance(code, int) and code != 0:
             raise click.exceptions.Exit(code)

@@ -10,9 +10,10 @@ Parquet, a Delta table written when ids were bigint) as their exact decimal text
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import DecimalType, FractionalType
 
@@ -23,6 +24,23 @@ from fraud.schemas import LABEL_COLUMN as LABEL
 
 class InputError(ValueError):
     """Input that cannot be read as transactions; the message says what is wrong."""
+
+
+_RAISED = "input error: "  # how a Spark job stopped by raise_input_error says so
+
+
+def raise_input_error(message: Column) -> Column:
+    """A column that stops the Spark job computing it, with ``message`` (a string column) as the reason: a row
+    found wrong only when the data is read. ``raised_input_error`` turns the job's failure back into an
+    InputError."""
+    return F.raise_error(F.concat(F.lit(_RAISED), message))
+
+
+def raised_input_error(error: BaseException) -> InputError | None:
+    """The InputError of a Spark job stopped by ``raise_input_error`` (its message, one line), read from the job
+    failure ``error`` (a Py4JJavaError holding the executor's exception); None for any other error."""
+    found = re.search(re.escape(_RAISED) + r"([^\n]*)", str(error))
+    return InputError(found.group(1).strip()) if found else None
 
 
 def input_format(path: str | Path) -> str:

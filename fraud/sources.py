@@ -45,8 +45,8 @@ from pyspark.sql.types import (
 )
 
 from fraud.config import ConfigError
-from fraud.io import InputError, input_format, read_transactions
-from fraud.schemas import LABEL_COLUMN
+from fraud.io import InputError, input_format, raise_input_error, read_transactions
+from fraud.schemas import ID_COLUMNS, ID_MAX_CHARS, LABEL_COLUMN, id_text_problem
 
 OWN_PREFIX = "OWN_"  # the column of own feature NAME is OWN_NAME
 SINGLE_TERMINAL = "0"  # TERMINAL_ID of every row when terminal_id is not mapped
@@ -287,18 +287,33 @@ def _required(mapped: DataFrame) -> DataFrame:
     naming the field and the row (a to_timestamp format that does not fit the text gives null, not an error)."""
     def checked(column: str, field: str) -> Column:
         where = F.coalesce(F.col("TRANSACTION_ID"), F.lit("(null)"))
-        error = F.raise_error(F.concat(F.lit(f"source mapping: {field} gave no value for transaction "), where,
-                                       F.lit(" (check its expression, e.g. the to_timestamp format)")))
+        error = raise_input_error(F.concat(F.lit(f"source mapping: {field} gave no value for transaction "), where,
+                                           F.lit(" (check its expression, e.g. the to_timestamp format)")))
         return F.when(F.col(column).isNull(), error).otherwise(F.col(column))
     return mapped.withColumns({column: checked(column, field) for column, field in _REQUIRED.items()})
 
 
 def read_history(spark: SparkSession, path: str | Path, mapping: SourceMapping | None = None) -> DataFrame:
     """A transaction history for the batch commands: ``fraud.io.read_transactions`` without a mapping, else
-    ``read_source``. Raises InputError / SourceError."""
-    if mapping is None:
-        return read_transactions(spark, path)
-    return read_source(spark, path, mapping)
+    ``read_source``; an id that breaks the id rules (``fraud.schemas.id_text_problems``: what the stream
+    dead-letters) stops the job computing it, naming the transaction, the field and the rule (``raise_input_error``:
+    an InputError from the CLI). Raises InputError / SourceError."""
+    history = read_transactions(spark, path) if mapping is None else read_source(spark, path, mapping)
+    return _checked_ids(history, path)
+
+
+def _checked_ids(history: DataFrame, path: str | Path) -> DataFrame:
+    """``history`` whose ids, when one breaks an id rule, stop the job naming the rule and the transaction."""
+    shown = F.when(F.length("TRANSACTION_ID") > 40, F.concat(F.substring("TRANSACTION_ID", 1, 40), F.lit("…")))
+    where = F.to_json(F.array(F.coalesce(shown, F.col("TRANSACTION_ID"))))  # quoted, control characters escaped
+    rules = f"ids are 1 to {ID_MAX_CHARS} characters, without control characters or whitespace at either end"
+
+    def checked(column: str) -> Column:
+        problem = id_text_problem(F.col(column), column)
+        return F.when(problem.isNotNull(), raise_input_error(F.concat(
+            F.lit(f"{path}: "), problem, F.lit(" in the transaction "), where, F.lit(f"; {rules}")))
+        ).otherwise(F.col(column))
+    return history.withColumns({column: checked(column) for column in ID_COLUMNS})
 
 
 def check_own_features(columns: list[str], features: list[str], data: str | Path) -> None:

@@ -55,7 +55,7 @@ from pyspark.sql.types import (
     StructType,
 )
 
-from fraud.schemas import ID_FIELDS, ID_MAX_CHARS, LABEL_FIELDS, TRANSACTION_FIELDS
+from fraud.schemas import ID_FIELDS, LABEL_FIELDS, TRANSACTION_FIELDS, id_text_problem
 
 MAX_PAYLOAD_BYTES = 10_000
 MAX_CLOCK_SKEW = "1 day"  # an event time further ahead of its Kafka timestamp than this is refused
@@ -160,18 +160,16 @@ def _kind_column(kind: str) -> str:
     return "_" + kind.replace(" ", "_")
 
 
-def _id_checks(name: str) -> list[tuple[Column, str]]:
+def _id_checks(name: str) -> list[tuple[Column, Column | str]]:
     """The checks of the id field ``name`` (after "missing"), each with its reason; see the module doc."""
     text, number = F.col(f"_text.{name}"), F.col(f"_typed.{name}")
     rule = "an id is a JSON string or integer"
+    problem = id_text_problem(text, name)
     return [
         (number.isNotNull() & ~text.rlike(_INTEGER) & ~text.rlike(_DOUBLE_WORDS),
          f"{name} is a number that is not an integer; {rule}"),
         *((F.col(f"{_kind_column(kind)}.{name}").isNotNull(), f"{name} is {kind}; {rule}") for kind in _OTHER_KINDS),
-        (text.rlike(r"(?U)^\s*$"), f"{name} is empty or only whitespace"),
-        (F.length(text) > ID_MAX_CHARS, f"{name} is longer than {ID_MAX_CHARS} characters"),
-        (text.rlike(r"\p{Cc}"), f"{name} holds a control character (U+0000-U+001F or U+007F-U+009F)"),
-        (text.rlike(r"(?U)^\s|\s$"), f"{name} begins or ends with whitespace"),
+        (problem.isNotNull(), problem),
     ]
 
 
