@@ -1,5 +1,6 @@
 """The live dashboard in headless Chromium (Debian's chromium + chromedriver, driven by Selenium) against a real
-stream: three days of the dataset scored into an isolated pipeline, labels arriving a day later."""
+stream: three days of the dataset scored into an isolated pipeline, labels arriving a day later, and broken records
+dead-lettered. The stream-monitoring notebook reads the same stream (one stream start for both)."""
 from __future__ import annotations
 
 import json
@@ -18,11 +19,14 @@ import pytest
 from sklearn.metrics import average_precision_score
 
 from fraud.clients.elasticsearch import elasticsearch_client
+from fraud.clients.kafka import kafka_producer
 from fraud.config import PROJECT_ROOT
 from fraud.dashboard.queries import average_precision
 from fraud.process import Child
 from fraud.producer import Pace, replay
-from fraud.testing.pipeline import StreamProcess, isolated_pipeline, mysql_count
+from fraud.testing.data import BROKEN
+from fraud.testing.notebooks import NOTEBOOKS, figures, run_notebook, text
+from fraud.testing.pipeline import StreamProcess, es_scored_count, isolated_pipeline, mysql_count
 
 pytestmark = pytest.mark.services
 
@@ -77,15 +81,21 @@ class Dashboard:
 
 @pytest.fixture(scope="module")
 def live(stack, data_dir, tmp_path_factory):
-    """An isolated pipeline fed three days of every 4th card, labels a day later, and its dashboard."""
+    """An isolated pipeline fed the broken records of test_validation (dead letters), then three days of every 4th
+    card, labels a day later, and its dashboard."""
     tmp = tmp_path_factory.mktemp("dashboard")
     history = pd.read_parquet(data_dir / "transactions.parquet")
     history = history[(history.TX_DATETIME >= "2018-06-01") & (history.TX_DATETIME < "2018-06-04")
                       & (history.CUSTOMER_ID % 4 == 0)]
+    broken = [value for value, _ in BROKEN if b"2027-01-01" not in (value or b"")]  # not a time bomb
     with isolated_pipeline(stack, tmp, "dashboard") as (settings, env):
         stream = StreamProcess(env, tmp / "stream.log").start()
         dashboard = None
         try:
+            producer = kafka_producer(settings)
+            for offset, value in enumerate(broken):
+                producer.produce(settings.kafka.topics.raw, key=str(offset), value=value)
+            assert producer.flush(30) == 0
             summary = replay(settings, history, Pace(rate=2000), delay_days=1, progress=False)
             stream.wait_for(lambda: mysql_count(settings) == len(history), 600, "every transaction scored")
             es = elasticsearch_client(settings)
@@ -94,6 +104,7 @@ def live(stack, data_dir, tmp_path_factory):
                 es.indices.refresh(index=settings.elasticsearch.index)
                 return es.count(index=settings.elasticsearch.index, query={"exists": {"field": "tx_fraud"}})["count"]
             stream.wait_for(lambda: labelled() == summary["labels"], 300, "every label in Elasticsearch")
+            stream.wait_for(lambda: mysql_count(settings, "dead_letters") == len(broken), 300, "the dead letters")
             dashboard = Dashboard(env, tmp / "dashboard.log")
             yield settings, env, dashboard, history
         finally:
@@ -165,6 +176,20 @@ def test_every_chart_renders_the_live_data(live, browser):
     ARTIFACTS.mkdir(exist_ok=True)
     browser.save_screenshot(str(ARTIFACTS / "dashboard.png"))
     print(f"dashboard: first full refresh {loaded_s:.2f}s after navigation, {len(history)} transactions loaded")
+
+
+def test_the_stream_monitoring_notebook_reads_the_live_stream(live):
+    settings, env, _, history = live
+    notebook = run_notebook(NOTEBOOKS / "03-stream-monitoring.ipynb", env, "03-stream-monitoring.ipynb")
+    assert f"{len(history):,} scored transactions" in text(notebook, "decisions")
+    assert figures(notebook, "decisions") == 1 and figures(notebook, "scores") == 1
+    assert figures(notebook, "latency") == 1 and "50%" in text(notebook, "latency")
+    assert es_scored_count(settings) == len(history)
+    assert figures(notebook, "elasticsearch") == 1 and f"{len(history):,} scored documents" in text(notebook,
+                                                                                                   "elasticsearch")
+    letters = text(notebook, "dead-letters")
+    assert figures(notebook, "dead-letters") == 1 and "malformed JSON" in letters and "empty payload" in letters
+    assert figures(notebook, "progress") == 1 and "fraud-decision" in text(notebook, "progress")
 
 
 def test_the_performance_figures_equal_sklearn_on_the_labelled_documents(live):

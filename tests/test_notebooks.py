@@ -8,71 +8,14 @@ notebooks stay without outputs.
 from __future__ import annotations
 
 import ast
-import os
-import sys
 from pathlib import Path
 
 import nbformat
 import pandas as pd
 import pytest
-from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
-from fraud.clients.kafka import kafka_producer
-from fraud.config import PROJECT_ROOT
-from fraud.producer import Pace, load_history, replay
-from fraud.testing.data import BROKEN
-from fraud.testing.pipeline import StreamProcess, mysql_count
-
-NOTEBOOKS = PROJECT_ROOT / "notebooks"
-EXECUTED = PROJECT_ROOT / "test-artifacts" / "notebooks"
-CELL_TIMEOUT_S = 600
-SMALL_SPARK = {"FRAUD_SPARK_MASTER": "local[2]", "FRAUD_SPARK_SHUFFLE_PARTITIONS": "2",
-               "FRAUD_SPARK_DRIVER_MEMORY": "1g"}
-
-
-def run_notebook(path: Path, env: dict[str, str], saved_as: str) -> nbformat.NotebookNode:
-    """Execute the notebook at ``path`` in a new kernel with ``env`` added to this environment; the
-    executed copy is saved (also when a cell fails) as test-artifacts/notebooks/``saved_as``."""
-    notebook = nbformat.read(path, as_version=4)
-    kernel_env = {key: value for key, value in os.environ.items()
-                  if key != "MPLBACKEND" and not key.startswith("FRAUD_NOTEBOOK_")}
-    client = NotebookClient(notebook, timeout=CELL_TIMEOUT_S, kernel_name="python3",
-                            resources={"metadata": {"path": str(path.parent)}})
-    kernel = client.kernel_manager_class(kernel_name="python3").format_kernel_cmd()[0]
-    assert Path(kernel).resolve() == Path(sys.executable).resolve(), f"the kernel would run {kernel}, not this venv"
-    EXECUTED.mkdir(parents=True, exist_ok=True)
-    try:
-        client.execute(env={**kernel_env, **env})
-    finally:
-        nbformat.write(notebook, EXECUTED / saved_as)
-    return notebook
-
-
-def tagged(notebook: nbformat.NotebookNode, tag: str) -> list:
-    """Outputs of the code cell tagged ``tag`` (exactly one such cell)."""
-    cells = [cell for cell in notebook.cells if tag in cell.metadata.get("tags", [])]
-    assert len(cells) == 1, f"expected one cell tagged {tag!r}, found {len(cells)}"
-    return cells[0].outputs
-
-
-def figures(notebook: nbformat.NotebookNode, tag: str) -> int:
-    return sum("image/png" in output.get("data", {}) for output in tagged(notebook, tag))
-
-
-def text(notebook: nbformat.NotebookNode, tag: str) -> str:
-    parts = []
-    for output in tagged(notebook, tag):
-        parts.append(output.get("text", ""))
-        parts += [output.get("data", {}).get(kind, "") for kind in ("text/plain", "text/markdown", "text/html")]
-    return "\n".join(parts)
-
-
-def result(notebook: nbformat.NotebookNode, tag: str) -> str:
-    """The plain-text value of the tagged cell's last expression."""
-    values = [o.data["text/plain"] for o in tagged(notebook, tag) if o.output_type == "execute_result"]
-    assert values, f"the cell tagged {tag!r} shows no value"
-    return values[-1]
+from fraud.testing.notebooks import NOTEBOOKS, SMALL_SPARK, figures, result, run_notebook, text
 
 
 def test_the_notebooks_are_stored_without_outputs():
@@ -172,28 +115,6 @@ def empty_pipeline(pipeline):
     return env
 
 
-@pytest.fixture()
-def streamed_pipeline(pipeline, data_dir, tmp_path):
-    """An isolated pipeline the real stream has filled: the broken records of test_validation (dead letters),
-    then, once the stream is up, 1,500 transactions of 2018-08-01 replayed through Kafka over 7.5 s."""
-    settings, env = pipeline("nb-stream")
-    broken = [value for value, _ in BROKEN if b"2027-01-01" not in (value or b"")]  # not a time bomb
-    history = load_history(data_dir / "transactions.parquet", "2018-08-01").head(1500)
-    stream = StreamProcess(env, tmp_path / "stream.log").start()
-    try:
-        producer = kafka_producer(settings)
-        for offset, value in enumerate(broken):
-            producer.produce(settings.kafka.topics.raw, key=str(offset), value=value)
-        assert producer.flush(30) == 0
-        stream.wait_for(lambda: mysql_count(settings, "dead_letters") == len(broken), 300, "the dead letters")
-        replay(settings, history, Pace(rate=200), progress=False)  # live traffic: latency is the stream's own
-        stream.wait_for(lambda: mysql_count(settings) == len(history), 300, "every transaction scored")
-    finally:
-        stopped = stream.stop()
-    assert stopped == 0, stream.log_tail()
-    return settings, env
-
-
 @pytest.mark.services
 def test_stream_monitoring_says_so_when_the_tables_are_empty(empty_pipeline):
     notebook = run_notebook(NOTEBOOKS / "03-stream-monitoring.ipynb", empty_pipeline,
@@ -205,19 +126,3 @@ def test_stream_monitoring_says_so_when_the_tables_are_empty(empty_pipeline):
     assert "stream_progress is empty" in text(notebook, "progress")
     assert sum(figures(notebook, tag) for tag in ("decisions", "scores", "latency", "elasticsearch",
                                                   "dead-letters", "progress")) == 0
-
-
-@pytest.mark.services
-def test_stream_monitoring_of_a_stream_that_ran(streamed_pipeline):
-    settings, env = streamed_pipeline
-    notebook = run_notebook(NOTEBOOKS / "03-stream-monitoring.ipynb", env, "03-stream-monitoring.ipynb")
-    assert "1,500 scored transactions" in text(notebook, "decisions")
-    assert figures(notebook, "decisions") == 1 and figures(notebook, "scores") == 1
-    assert figures(notebook, "latency") == 1 and "50%" in text(notebook, "latency")
-    assert figures(notebook, "elasticsearch") == 1 and "1,500 scored documents" in text(notebook, "elasticsearch")
-    letters = text(notebook, "dead-letters")
-    assert figures(notebook, "dead-letters") == 1 and "malformed JSON" in letters and "empty payload" in letters
-    if mysql_count(settings, "stream_progress"):
-        assert figures(notebook, "progress") == 1 and "fraud-decision" in text(notebook, "progress")
-    else:  # the stream of this tree does not report its batches
-        assert "stream_progress is empty" in text(notebook, "progress")
