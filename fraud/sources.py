@@ -295,7 +295,7 @@ def _required(mapped: DataFrame) -> DataFrame:
 
 def read_history(spark: SparkSession, path: str | Path, mapping: SourceMapping | None = None) -> DataFrame:
     """A transaction history for the batch commands: ``fraud.io.read_transactions`` without a mapping, else
-    ``read_source``; an id that breaks the id rules (``fraud.schemas.id_text_problems``: what the stream
+    ``read_source``; an id that breaks the id rules (``fraud.schemas.id_text_problem``: what the stream
     dead-letters) stops the job computing it, naming the transaction, the field and the rule (``raise_input_error``:
     an InputError from the CLI). Raises InputError / SourceError."""
     history = read_transactions(spark, path) if mapping is None else read_source(spark, path, mapping)

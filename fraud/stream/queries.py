@@ -231,7 +231,7 @@ class DeliveryProcess:
     """The delivery query in a process of its own (CPU niceness ``stream.delivery_nice``), so its Delta commits
     and bulk writes never hold a decision's micro-batch. It is in the stream's process group: a
     kill of the group takes it too. ``start`` starts it (``run_stream`` does once the decision query has
-    run its first micro-batch: a restart's JVM start and replayed micro-batch get both cores)."""
+    reported its first progress: a restart's JVM start and replayed micro-batch get both cores)."""
 
     def __init__(self, command: list[str], nice: int):
         self.argv, self.nice = [sys.executable, "-m", "fraud.cli", *command], nice
