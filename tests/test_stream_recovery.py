@@ -1,27 +1,34 @@
-"""The stream through crashes and sink outages: afterwards every transaction is in every sink exactly once."""
+"""The stream through crashes, sink outages, a stop mid-retry, a write block and a hot reload: afterwards every
+transaction is in every sink exactly once."""
 from __future__ import annotations
 
+import json
 import random
 import re
+import shutil
 import signal
 import time
 import uuid
+from typing import Callable
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from fraud.clients.elasticsearch import elasticsearch_client
 from fraud.producer import Pace, load_history, replay
 from fraud.testing.pipeline import (
+    DEFAULT_MODEL,
     StreamProcess,
     assert_exactly_once_everywhere,
     decisions,
     es_ids,
     mysql_count,
+    mysql_scored,
     produce_in_background,
-    restart_after,
     service_down,
 )
+from training.artifacts import METADATA_FILE
 
 pytestmark = pytest.mark.services
 
@@ -64,39 +71,46 @@ def test_kill_9_twice_loses_and_duplicates_nothing(pipeline, spark, history, tmp
     assert_exactly_once_everywhere(spark, settings, list(history.TRANSACTION_ID))
 
 
-def test_each_sink_down_for_30_seconds_loses_and_duplicates_nothing(pipeline, stack, spark, history, tmp_path):
+def test_outages_a_sigterm_mid_retry_a_write_block_and_a_new_model_lose_and_duplicate_nothing(
+        pipeline, stack, spark, history, tmp_path):
+    """One stream through 1,000 transactions in 5 waves of 200, each wave sent while something is wrong, and each
+    step waits for the log line that proves the stream met it (nothing rests on timing): Elasticsearch down, a model
+    published (the hot reload), MariaDB down, SIGTERM while a write is retried, an index that refuses writes."""
     settings, env = pipeline("outages")
-    frame = history.iloc[:6000]
-    stream = StreamProcess(env, tmp_path / "stream.log").start()
-    producer = produce_in_background(settings, frame, rate=50)  # 120 s: both outages come while it sends
-    try:
-        stream.wait_for(lambda: mysql_count(settings) > 0, 600, "the first scored transactions")
-        for service in ("elasticsearch", "mariadb"):
-            restart_after(stack, service, 30)
-        producer.join(120)
-        stream.wait_for(lambda: mysql_count(settings) == len(frame) and len(es_ids(settings)) == len(frame), 900,
-                        "every transaction in MySQL and Elasticsearch")
-    finally:
-        stopped = stream.stop()
-    assert stopped == 0, stream.log_tail()
-    log = stream.log_file.read_text()
-    assert all(re.search(rf"{sink} [a-z ]+ unavailable", log) for sink in ("elasticsearch", "mysql")), \
-        "an outage went unnoticed"
-    assert_exactly_once_everywhere(spark, settings, list(frame.TRANSACTION_ID))
+    waves = np.array_split(history.iloc[:1000], 5)
+    models = tmp_path / "models"
+    shutil.copytree(DEFAULT_MODEL, models / "first")
+    stream = StreamProcess(env, tmp_path / "stream.log", "--model", str(models)).start()
 
+    def send(wave: int) -> None:
+        replay(settings, waves[wave], Pace(rate=1000), progress=False)
 
-def test_sigterm_while_a_sink_is_retried_stops_the_stream_and_the_batch_is_redone(pipeline, stack, spark, history,
-                                                                                   tmp_path):
-    settings, env = pipeline("stop-retrying")
-    frame = history.iloc[:400]
-    stream = StreamProcess(env, tmp_path / "stream.log").start()
+    def retries(sink: str) -> int:
+        return len(re.findall(rf"{sink} [a-z ]+ unavailable \(", stream.log_file.read_text(errors="replace")))
+
+    def in_mysql_and_elasticsearch(count: int) -> Callable[[], bool]:
+        return lambda: mysql_count(settings) == count and len(es_ids(settings)) == count
+
+    def sent_while_down(wave: int, service: str, sink: str) -> None:
+        """Send ``wave`` with ``service`` stopped; return once ``sink``'s write was retried (still down)."""
+        before = retries(sink)
+        send(wave)
+        stream.wait_for(lambda: retries(sink) > before, 300, f"a retry of the {sink} write")
+
     try:
-        replay(settings, frame.iloc[:200], Pace(rate=1000), progress=False)
-        stream.wait_for(lambda: len(es_ids(settings)) == 200, 600, "the first transactions in Elasticsearch")
+        send(0)
+        stream.wait_for(in_mysql_and_elasticsearch(200), 600, "the first wave in MySQL and Elasticsearch")
         with service_down(stack, "elasticsearch"):
-            replay(settings, frame.iloc[200:], Pace(rate=1000), progress=False)
-            stream.wait_for(lambda: "elasticsearch scored unavailable" in stream.log_file.read_text(), 300,
-                            "a retry of the Elasticsearch write")
+            sent_while_down(1, "elasticsearch", "elasticsearch")
+        metadata = json.loads((DEFAULT_MODEL / METADATA_FILE).read_text())
+        shutil.copytree(DEFAULT_MODEL, models / "second", ignore=shutil.ignore_patterns(METADATA_FILE))
+        (models / "second" / METADATA_FILE).write_text(json.dumps({**metadata, "version": "second-1"}))
+        stream.wait_for(lambda: "serving model second-1" in stream.log_file.read_text(), 120, "the new model served")
+        with service_down(stack, "mariadb"):
+            sent_while_down(2, "mariadb", "mysql")
+        stream.wait_for(in_mysql_and_elasticsearch(600), 600, "the first three waves in MySQL and Elasticsearch")
+        with service_down(stack, "elasticsearch"):
+            sent_while_down(3, "elasticsearch", "elasticsearch")
             began = time.monotonic()
             stream.proc.send_signal(signal.SIGTERM)
             stream.proc.wait(120)
@@ -107,23 +121,15 @@ def test_sigterm_while_a_sink_is_retried_stops_the_stream_and_the_batch_is_redon
     assert stopped_in < 60, f"the stream took {stopped_in:.0f}s to stop (retries go on for 10 minutes):\n" \
                             f"{stream.log_tail()}"
     assert "the stream is stopping" in stream.log_file.read_text(), stream.log_tail()
-    stream = StreamProcess(env, tmp_path / "stream.log").start()  # the interrupted micro-batch is redone
-    try:
-        stream.wait_for(lambda: len(es_ids(settings)) == len(frame), 600, "every transaction in Elasticsearch")
-    finally:
-        assert stream.stop() == 0, stream.log_tail()
-    assert_exactly_once_everywhere(spark, settings, list(frame.TRANSACTION_ID))
 
-
-def test_an_index_that_refuses_writes_stops_the_stream_once_naming_the_cause(pipeline, spark, history, tmp_path):
-    settings, env = pipeline("read-only")
-    frame = history.iloc[:300]
+    # an index that answers but refuses writes: the stream stops by itself, once, naming the cause; no retry
     es = elasticsearch_client(settings)
     es.indices.put_settings(index=settings.elasticsearch.index, settings={"index.blocks.write": True})
-    stream = StreamProcess(env, tmp_path / "stream.log").start()
+    stream.log_file = tmp_path / "write-block.log"
+    stream.start()
     try:
-        replay(settings, frame, Pace(rate=1000), progress=False)
-        stream.proc.wait(600)  # by itself: the write block is not an error that goes away
+        send(4)
+        stream.proc.wait(600)
     finally:
         if stream.proc.poll() is None:
             stream.kill()
@@ -132,10 +138,14 @@ def test_an_index_that_refuses_writes_stops_the_stream_once_naming_the_cause(pip
     assert "cluster_block_exception" in log and "not an error that goes away" in log, stream.log_tail()
     assert "unavailable (" not in log, "a write block was retried"
     es.indices.put_settings(index=settings.elasticsearch.index, settings={"index.blocks.write": None})
-    stream = StreamProcess(env, tmp_path / "stream.log").start()
+
+    stream.log_file = tmp_path / "recovered.log"  # the interrupted micro-batches are redone
+    stream.start()
     try:
-        stream.wait_for(lambda: len(es_ids(settings)) == len(frame), 600, "every transaction in Elasticsearch")
+        stream.wait_for(in_mysql_and_elasticsearch(1000), 600, "every wave in MySQL and Elasticsearch")
     finally:
         assert stream.stop() == 0, stream.log_tail()
-    assert_exactly_once_everywhere(spark, settings, list(frame.TRANSACTION_ID))
-
+    assert_exactly_once_everywhere(spark, settings, [tid for wave in waves for tid in wave.TRANSACTION_ID])
+    versions = dict(mysql_scored(settings, "transaction_id, model_version"))
+    assert [{versions[str(tid)] for tid in wave.TRANSACTION_ID} for wave in waves] == [
+        {metadata["version"]}] * 2 + [{"second-1"}] * 3
