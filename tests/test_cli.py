@@ -7,6 +7,8 @@ console script, fraud/run.py's children and jobs/ use; both must answer alike.
 from __future__ import annotations
 
 import inspect
+import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -289,3 +291,23 @@ def test_stream_refuses_unknown_sinks_and_queries_before_starting(runner, option
 def test_the_command_line_knows_the_same_sinks_as_the_sinks_module():
     from fraud.sinks import SINKS
     assert fraud.cli.SINKS == ",".join(SINKS)
+
+
+def test_stream_refuses_a_model_needing_own_features_before_a_jvm_starts(runner, monkeypatch, tmp_path):
+    """A model trained with a source mapping's own features needs them in every message; the stream reads the
+    contract's fields only, so it exits 2 naming them (not a query failing on its first micro-batch)."""
+    import threading
+
+    import fraud.stream
+    from fraud.config import PROJECT_ROOT
+    from fraud.stream.serving import unservable
+    model = tmp_path / "sparkov"
+    shutil.copytree(PROJECT_ROOT / "models" / "default", model)
+    metadata = json.loads((model / "metadata.json").read_text())
+    (model / "metadata.json").write_text(json.dumps({**metadata, "features": [*metadata["features"], "OWN_category"]}))
+    assert unservable(PROJECT_ROOT / "models" / "default") is None
+    monkeypatch.setattr(fraud.stream, "stop_on_signals", threading.Event)  # no signal handlers in the test process
+    monkeypatch.setenv("FRAUD_STREAM_CHECKPOINT_DIR", str(tmp_path / "checkpoints"))
+    result = runner.invoke(cli, ["stream", "--model", str(model)])
+    assert result.exit_code == 2, result.output
+    assert f"the model {model} needs its source mapping's own features ['OWN_category']" in result.stderr

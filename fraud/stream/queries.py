@@ -39,7 +39,7 @@ from fraud.sinks import check_sinks, require_text_ids
 from fraud.stream.decisions import decision_plan
 from fraud.stream.delivery import DEDUPLICATION_WINDOW, DeliveryBatches
 from fraud.stream.progress import ProgressToMysql
-from fraud.stream.serving import ModelRuns, batch_ids, served_model
+from fraud.stream.serving import ModelRuns, batch_ids, served_model, unservable
 from training.artifacts import METADATA_FILE
 from udfs.scoring import score_column
 
@@ -188,6 +188,7 @@ class Stream:
         spark.streams.addListener(ProgressToMysql(settings, {f"fraud-{DECISION}": state_folder(settings)}))
         self.decision: StreamingQuery | None = None
         self.delivery: StreamingQuery | None = None
+        self.refused: Path | None = None  # a newer model the stream cannot serve (``unservable``), warned once
         if DECISION in parts:
             transactions, labels = (kafka_source(spark, settings, [topic], settings.stream.max_offsets_per_trigger)
                                     for topic in (topics.raw, topics.labels))
@@ -204,11 +205,17 @@ class Stream:
 
     def reload_model(self) -> None:
         """Serve the newest published model, if it is not the one served: the decision query stops between
-        micro-batches and starts again from its checkpoint with it."""
+        micro-batches and starts again from its checkpoint with it. A model the stream cannot serve
+        (``unservable``) is not: a warning says why and the served one goes on."""
         if self.decision is None:
             return
         newer = self.models.newer_than(self.serving)
-        if newer is None:
+        if newer is None or newer == self.refused:
+            return
+        if (why := unservable(newer)) is not None:
+            log.warning("a newer model was published but is not served (the stream goes on with %s): %s",
+                        self.serving, why)
+            self.refused = newer
             return
         log.info("a newer model was published: %s; restarting the decision query with it", newer)
         stop_between_batches(self.decision)

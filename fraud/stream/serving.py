@@ -15,6 +15,7 @@ import logging
 from pathlib import Path
 
 from fraud.config import PROJECT_ROOT, Settings
+from fraud.sources import OWN_PREFIX
 from training.artifacts import METADATA_FILE, ModelArtifact, load_model
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,19 @@ def served_model(folder: Path, settings: Settings) -> ModelArtifact:
         if value is not None:
             thresholds[name] = {"value": value, "how": f"configured (stream.{name}_threshold)"}
     return ModelArtifact(artifact.model, {**artifact.metadata, "thresholds": thresholds})
+
+
+def unservable(folder: Path) -> str | None:
+    """Why the stream cannot serve the model in ``folder`` (a model folder), or None. A model trained with a source
+    mapping's own features (its ``OWN_*`` inputs, ``fraud.sources``) needs them in every message, and the stream
+    reads the message contract's fields only (issue 15: no source mapping in the stream yet)."""
+    own = [name for name in json.loads((folder / METADATA_FILE).read_text())["features"]
+           if name.startswith(OWN_PREFIX)]
+    if not own:
+        return None
+    return (f"the model {folder} needs its source mapping's own features {own}, and the stream reads the message "
+            "contract's fields only: serve a model trained without own features (models/default scores any "
+            "mapped source sent by `fraud produce --source`)")
 
 
 def batch_ids(folder: Path) -> list[int]:
