@@ -322,8 +322,12 @@ def _features(settings: Settings, input: str, source: SourceMapping | None, outp
          "(--source) every transaction of those days. Prints one JSON line with auc, ap, cp100 and cp100_by_day (and, "
          "on the handbook's data, cp100_ceiling: the CP@100 of an oracle catching every card the delayed labels can "
          "reveal); with --model-out also writes the model, its metadata and a report, and adds the precision and "
-         "recall at the review and block thresholds. With --source, the mapping's own features join the model's.",
-         variadic=("--later-weeks",))
+         "recall at the review and block thresholds. With --source, the mapping's own features join the model's. "
+         "--from-archive trains on the stream's Delta archive instead (README: Retraining from the archive) and "
+         "publishes the candidate for the stream only if it beats the served model; it prints the outcome.",
+         variadic=("--later-weeks",),
+         one_of=tuple(((name, "from_archive"), False) for name in ("data", "source", "test_start", "model_out",
+                                                                   "later_weeks")))
 @dataset_option("--data")
 @source_option("--data")
 @test_start_option(default="2018-08-08")
@@ -335,9 +339,15 @@ def _features(settings: Settings, input: str, source: SourceMapping | None, outp
 @click.option("--model-out", metavar="PATH", help="folder to write the model to, e.g. models/NAME")
 @click.option("--later-weeks", multiple=True, metavar="DATE [DATE ...]",
               help="more test-week starts to measure the saved model on")
+@click.option("--from-archive", is_flag=True,
+              help="train on the stream's Delta archive (transactions_raw and labels) as of --as-of: test on the "
+                   "latest days whose labels are all due, publish into stream.model only if better on --metric")
+@click.option("--as-of", metavar="TIME", help="with --from-archive: what the archive held then, UTC (default: now)")
+@click.option("--metric", type=click.Choice(["ap", "auc", "cp100"]), default="ap",
+              help="with --from-archive: what the candidate must beat the served model on (default ap)")
 def _train(settings: Settings, data: str | None, source: SourceMapping | None, test_start: str,
            train_days: int | None, delay_days: int, test_days: int, recipe: str, model_out: str | None,
-           later_weeks: tuple[str, ...]) -> int:
+           later_weeks: tuple[str, ...], from_archive: bool, as_of: str | None, metric: str) -> int:
     import dataclasses
 
     from fraud.spark import spark_session
@@ -347,6 +357,13 @@ def _train(settings: Settings, data: str | None, source: SourceMapping | None, t
     chosen = handbook_baseline() if recipe == "baseline" else shipped_recipe()
     if train_days:
         chosen = dataclasses.replace(chosen, train_days=train_days)
+    if from_archive:
+        from fraud.retrain import retrain_from_archive
+        with spark_session(settings, "fraud-retrain") as spark:
+            outcome = retrain_from_archive(spark, settings, chosen, delay_days, test_days, metric,
+                                           parse_day(as_of) if as_of else None)
+        print(json.dumps(outcome))
+        return 0
     split = Split(parse_day(test_start), chosen.train_days, delay_days, test_days)
     with spark_session(settings, "fraud-train") as spark:
         metrics, artifact = train(spark, _dataset_or(data, settings), split, chosen, model_out,

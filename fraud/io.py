@@ -11,12 +11,14 @@ Parquet, a Delta table written when ids were bigint) as their exact decimal text
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from pathlib import Path
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import DecimalType, FractionalType
 
+from fraud.config import Settings
 from fraud.schemas import HANDBOOK_COLUMNS as REQUIRED
 from fraud.schemas import ID_COLUMNS
 from fraud.schemas import LABEL_COLUMN as LABEL
@@ -80,3 +82,25 @@ def read_transactions(spark: SparkSession, path: str | Path) -> DataFrame:
         df = df.withColumn(LABEL, F.lit(None))
     typed = {name: F.col(name).cast(kind) for name, kind in {**REQUIRED, LABEL: "int"}.items()}
     return df.withColumns(typed)
+
+
+def read_archive(spark: SparkSession, settings: Settings, as_of: datetime | None = None) -> DataFrame:
+    """The stream's Delta archive as a history in canonical columns: each transaction of ``settings.raw_table`` once,
+    with TX_FRAUD its newest label in ``settings.labels_table`` (null: none known).
+
+    ``as_of`` (naive UTC): only what had reached Kafka by then (the records' Kafka timestamps): later transactions
+    are left out, a label that came later is not known (the labels archive keeps one label per transaction, the
+    newest: a relabel after ``as_of`` leaves that transaction's label unknown). Raises InputError when the stream
+    has archived nothing yet.
+    """
+    transactions = read_transactions(spark, settings.raw_table).drop(LABEL)
+    if as_of is not None:
+        transactions = transactions.where(F.col("kafka_timestamp") <= F.lit(as_of))
+    transactions = transactions.dropDuplicates(["TRANSACTION_ID"])
+    if not Path(settings.labels_table).exists():
+        return transactions.withColumn(LABEL, F.lit(None).cast("int"))
+    labels = spark.read.format("delta").load(settings.labels_table)
+    if as_of is not None:
+        labels = labels.where(F.col("kafka_timestamp") <= F.lit(as_of))
+    newest = labels.groupBy("transaction_id").agg(F.max_by("tx_fraud", "kafka_offset").cast("int").alias(LABEL))
+    return transactions.join(newest.withColumnRenamed("transaction_id", "TRANSACTION_ID"), "TRANSACTION_ID", "left")

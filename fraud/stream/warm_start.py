@@ -19,13 +19,13 @@ from typing import Iterator
 
 import numpy as np
 import pandas as pd
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from fraud.config import Settings
 from fraud.features import DAY_US, customer_history_days, id_order
 from fraud.features_pandas import customer_features
-from fraud.io import read_transactions
+from fraud.io import read_archive, read_transactions
 from fraud.stream.decisions import id_hash, keyed_by
 from fraud.stream.queries import state_folder
 from fraud.stream.state import (
@@ -41,19 +41,6 @@ from fraud.stream.store import StateMismatchError, shard_batch, shard_path, stat
 
 log = logging.getLogger(__name__)
 SEED_BATCH = -1
-
-
-def archived_history(spark: SparkSession, settings: Settings) -> DataFrame:
-    """The stream's Delta archive as a history in canonical columns: each transaction once, with its newest label.
-
-    Raises fraud.io.InputError when there is no archive yet.
-    """
-    transactions = read_transactions(spark, settings.raw_table).drop("TX_FRAUD").dropDuplicates(["TRANSACTION_ID"])
-    if not Path(settings.labels_table).exists():
-        return transactions.withColumn("TX_FRAUD", F.lit(None).cast("int"))
-    labels = (spark.read.format("delta").load(settings.labels_table)
-              .groupBy("transaction_id").agg(F.max_by("tx_fraud", "kafka_offset").cast("int").alias("TX_FRAUD")))
-    return transactions.join(labels.withColumnRenamed("transaction_id", "TRANSACTION_ID"), "TRANSACTION_ID", "left")
 
 
 def _seed(frames: Iterator[pd.DataFrame], *, route: str, folder: str, shards: int,
@@ -104,7 +91,7 @@ def warm_start(spark: SparkSession, settings: Settings, history: str | Path | No
     if state_size(folder).keys or any(folder.glob("*.sqlite")):
         raise StateMismatchError(f"{folder} already holds state: a warm start seeds a new deployment only (remove "
                                  f"{folder} and the checkpoints under {settings.checkpoint_dir} to start over)")
-    transactions = read_transactions(spark, history) if history else archived_history(spark, settings)
+    transactions = read_transactions(spark, history) if history else read_archive(spark, settings)
     last = transactions.agg(F.max("TX_DATETIME")).first()
     assert last is not None  # an aggregate without grouping has one row
     end = last[0]

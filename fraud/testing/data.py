@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
+import joblib
 import numpy as np
 import pandas as pd
 
+from fraud.config import PROJECT_ROOT
 from fraud.schemas import HANDBOOK_COLUMNS, ID_MAX_CHARS, LABEL_COLUMN
 from fraud.validation import MAX_PAYLOAD_BYTES
 
@@ -179,3 +183,19 @@ BROKEN = [
     (variant(tx_datetime="2018-13-01T00:00:00Z"), NOT_ISO),
     *BROKEN_IDS,
 ]
+
+
+def constant_model(folder: Path, version: str) -> Path:
+    """A copy of ``models/default`` at ``folder`` whose model scores every transaction alike (scikit-learn's
+    DummyClassifier, the prior of a 1% fraud rate): a served model any trained candidate beats. Returns ``folder``."""
+    from sklearn.dummy import DummyClassifier
+
+    from training.artifacts import METADATA_FILE, MODEL_FILE
+    default = PROJECT_ROOT / "models" / "default"
+    metadata = json.loads((default / METADATA_FILE).read_text())
+    folder.mkdir(parents=True)
+    shutil.copytree(default / "report", folder / "report")
+    features = np.zeros((100, len(metadata["features"])))
+    joblib.dump(DummyClassifier(strategy="prior").fit(features, np.arange(100) == 0), folder / MODEL_FILE)
+    (folder / METADATA_FILE).write_text(json.dumps({**metadata, "version": version}))
+    return folder

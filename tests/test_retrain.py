@@ -1,0 +1,127 @@
+"""Retraining from the archive (``fraud train --from-archive``, ``fraud.retrain``): the archive as of a cut-off, the
+split the label delay gives, publication only when the candidate beats the served model, and the stream serving a
+published candidate."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from datetime import datetime, timedelta
+
+import pandas as pd
+import pytest
+
+from fraud.config import PROJECT_ROOT
+from fraud.io import read_archive
+from fraud.producer import Pace, load_history, replay
+from fraud.retrain import archive_split, retrain_from_archive
+from fraud.stream.serving import newest_model
+from fraud.testing.data import constant_model
+from fraud.testing.pipeline import StreamProcess, mysql_count, mysql_scored
+from fraud.testing.stack import stack_settings
+from training.protocol import Split
+from training.train import shipped_recipe
+
+
+def test_the_test_days_end_where_labels_stop_being_all_due():
+    split = archive_split(datetime(2018, 4, 30, 23, 59), train_days=7, delay_days=7, test_days=7)
+    assert split == Split(datetime(2018, 4, 16), 7, 7, 7)
+    assert (split.train_start, split.train_end, split.test_end) == (
+        datetime(2018, 4, 2), datetime(2018, 4, 9), datetime(2018, 4, 23))
+
+
+@pytest.fixture(scope="module")
+def archive(spark, data_dir, tmp_path_factory):
+    """The Delta archive a stream would have written for 30 days of every 64th card sent live: each transaction
+    reached Kafka at its own time, its label 7 days later (every transaction gets one, 0 or 1, as the replay sends
+    them). Returns (delta folder, the history)."""
+    history = load_history(data_dir / "transactions.parquet")
+    history = history[(history.TX_DATETIME >= "2018-04-01") & (history.TX_DATETIME < "2018-05-01")
+                      & (history.CUSTOMER_ID % 64 == 0)].reset_index(drop=True)
+    ids = {"transaction_id": history.TRANSACTION_ID.astype(str), "customer_id": history.CUSTOMER_ID.astype(str),
+           "terminal_id": history.TERMINAL_ID.astype(str), "tx_datetime": history.TX_DATETIME}
+    delta = tmp_path_factory.mktemp("archive") / "delta"
+    spark.createDataFrame(pd.DataFrame({**ids, "tx_amount": history.TX_AMOUNT, "kafka_timestamp": history.TX_DATETIME})
+                          ).write.format("delta").save(str(delta / "transactions_raw"))
+    spark.createDataFrame(pd.DataFrame({
+        **ids, "tx_fraud": history.TX_FRAUD.astype("int32"), "kafka_topic": "labels", "kafka_partition": 0,
+        "kafka_offset": range(len(history)), "kafka_timestamp": history.TX_DATETIME + pd.Timedelta(days=7)})
+    ).write.format("delta").save(str(delta / "labels"))
+    return delta, history
+
+
+def test_the_archive_as_of_a_time_holds_what_had_arrived_by_then(spark, archive, tmp_path):
+    delta, history = archive
+    settings = stack_settings(FRAUD_DELTA_DIR=str(delta))
+    as_of = datetime(2018, 4, 20)
+    seen = read_archive(spark, settings, as_of).toPandas()
+    arrived = history[history.TX_DATETIME <= as_of]
+    assert sorted(seen.TRANSACTION_ID) == sorted(arrived.TRANSACTION_ID.astype(str))
+    labelled = arrived.TX_DATETIME + pd.Timedelta(days=7) <= as_of
+    expected = dict(zip(arrived.TRANSACTION_ID.astype(str), arrived.TX_FRAUD.where(labelled)))
+    got = dict(zip(seen.TRANSACTION_ID, seen.TX_FRAUD))
+    assert {tid: (None if pd.isna(v) else int(v)) for tid, v in got.items()} == {
+        tid: (None if pd.isna(v) else int(v)) for tid, v in expected.items()}
+    assert read_archive(spark, settings).count() == len(history)  # no cut-off: everything
+
+
+def test_a_candidate_is_published_only_when_it_beats_the_served_model(spark, archive, tmp_path):
+    delta, _ = archive
+    models = tmp_path / "models"
+    constant_model(models / "first", "constant-1")
+    settings = stack_settings(FRAUD_DELTA_DIR=str(delta), FRAUD_STREAM_MODEL=str(models),
+                              FRAUD_STATE_DIR=str(tmp_path / "state"))
+    recipe = dataclasses.replace(shipped_recipe(), train_days=7)
+    outcome = retrain_from_archive(spark, settings, recipe, delay_days=7, test_days=7, as_of=datetime(2018, 5, 1))
+    assert (outcome["test_start"], outcome["train_start"]) == ("2018-04-16T00:00:00", "2018-04-02T00:00:00")
+    assert outcome["serving"]["version"] == "constant-1"
+    assert outcome["published"] and outcome["candidate"]["ap"] > outcome["serving"]["ap"], outcome
+    published = models / "archive-20180501T000000"
+    assert outcome["published_to"] == str(published) and newest_model(models) == published
+    assert json.loads((published / "metadata.json").read_text())["version"] == outcome["candidate"]["version"]
+    assert "Published: the candidate's ap" in (published / "report" / "report.md").read_text()
+
+    # the same archive a second later: the same candidate, not better than itself served: the served model stays
+    again = retrain_from_archive(spark, settings, recipe, delay_days=7, test_days=7,
+                                 as_of=datetime(2018, 5, 1, 0, 0, 1))
+    assert not again["published"] and "published_to" not in again
+    assert again["serving"]["version"] == outcome["candidate"]["version"]
+    assert again["candidate"]["ap"] == again["serving"]["ap"]
+    assert "is not higher than the served model's" in again["why"]
+    assert newest_model(models) == published
+    report = (tmp_path / "state" / "retraining" / "archive-20180501T000001" / "archive-20180501T000001" / "report"
+              / "report.md")
+    assert "Not published" in report.read_text()
+
+
+@pytest.mark.services
+def test_a_model_retrained_from_the_streams_archive_scores_the_next_transactions(pipeline, data_dir, tmp_path):
+    history = load_history(data_dir / "transactions.parquet")
+    history = history[(history.TX_DATETIME >= "2018-04-01") & (history.CUSTOMER_ID % 8 == 0)]
+    sent, later = history[history.TX_DATETIME < "2018-04-08"], history[history.TX_DATETIME >= "2018-04-08"].iloc[:50]
+    models = tmp_path / "models"
+    constant_model(models / "first", "constant-1")
+    settings, env = pipeline("retrain", FRAUD_STREAM_DELAY_DAYS="1", FRAUD_STREAM_MODEL=str(models))
+    stream = StreamProcess(env, tmp_path / "stream.log", "--model", str(models)).start()
+    try:
+        labels = replay(settings, sent, Pace(rate=2000), delay_days=1, progress=False)["labels"]
+        stream.wait_for(lambda: mysql_count(settings) == len(sent), 600, "the week scored")
+        retrained = subprocess.run([sys.executable, "-m", "fraud.cli", "train", "--from-archive", "--train-days", "2",
+                                    "--test-days", "2"], cwd=PROJECT_ROOT,
+                                   env={**os.environ, **env, "FRAUD_STATE_DIR": str(tmp_path / "state")},
+                                   capture_output=True, text=True)
+        assert retrained.returncode == 0, retrained.stderr[-3000:]
+        outcome = json.loads(retrained.stdout.strip().splitlines()[-1])
+        assert labels > 0 and outcome["published"], outcome
+        version = outcome["candidate"]["version"]
+        stream.wait_for(lambda: f"serving model {version}" in stream.log_file.read_text(), 120, "the new model served")
+        replay(settings, later, Pace(rate=1000), delay_days=1, progress=False)
+        stream.wait_for(lambda: mysql_count(settings) == len(sent) + len(later), 300, "the next transactions scored")
+    finally:
+        assert stream.stop() == 0, stream.log_tail()
+    versions = dict(mysql_scored(settings, "transaction_id, model_version"))
+    assert {versions[str(tid)] for tid in sent.TRANSACTION_ID} == {"constant-1"}
+    assert {versions[str(tid)] for tid in later.TRANSACTION_ID} == {version}
+    assert outcome["test_start"] == (datetime(2018, 4, 7) - timedelta(days=1 + 2)).isoformat()
