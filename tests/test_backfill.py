@@ -20,7 +20,7 @@ DEFAULT_MODEL = PROJECT_ROOT / "models" / "default"
 @pytest.fixture()
 def history(data_dir, tmp_path):
     transactions = pd.read_parquet(data_dir / "transactions.parquet")
-    window = transactions[(transactions.TX_DATETIME >= "2018-09-01") & (transactions.TX_DATETIME < "2018-09-03")]
+    window = transactions[(transactions.TX_DATETIME >= "2018-09-01") & (transactions.TX_DATETIME < "2018-09-02")]
     path = tmp_path / "history.parquet"
     window.to_parquet(path, index=False)
     return path, window

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.services
 
 @pytest.fixture(scope="module")
 def history(data_dir):
-    return load_history(data_dir / "transactions.parquet", start="2018-07-01").iloc[:6000]
+    return load_history(data_dir / "transactions.parquet", start="2018-07-01").iloc[:3000]
 
 
 def _send(settings, frame) -> None:

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 
 import pandas as pd
 import pytest
+from pyspark.errors import AnalysisException
 
 from fraud.config import PROJECT_ROOT
 from fraud.io import read_archive
@@ -97,18 +98,29 @@ def test_a_candidate_is_published_only_when_it_beats_the_served_model(spark, arc
 
 
 @pytest.mark.services
-def test_a_model_retrained_from_the_streams_archive_scores_the_next_transactions(pipeline, data_dir, tmp_path):
-    history = load_history(data_dir / "transactions.parquet")
-    history = history[(history.TX_DATETIME >= "2018-04-01") & (history.CUSTOMER_ID % 8 == 0)]
-    sent, later = history[history.TX_DATETIME < "2018-04-08"], history[history.TX_DATETIME >= "2018-04-08"].iloc[:50]
+def test_a_model_retrained_from_the_streams_archive_scores_the_next_transactions(pipeline, spark, data_dir,
+                                                                                 tmp_path):
+    """A week of every 16th card streamed with its labels a day later; the candidate trained on the archive beats the
+    constant model served, is published, and the next transactions carry its version."""
+    history = load_history(data_dir / "transactions.parquet", start="2018-06-01")
+    history = history[history.CUSTOMER_ID % 16 == 0]
+    sent, later = history[history.TX_DATETIME < "2018-06-08"], history[history.TX_DATETIME >= "2018-06-08"].iloc[:50]
     models = tmp_path / "models"
     constant_model(models / "first", "constant-1")
+
+    def archived_labels() -> int:
+        try:
+            return spark.read.format("delta").load(settings.labels_table).count()
+        except AnalysisException:  # no table yet (or its first commit under way)
+            return 0
+
     settings, env = pipeline("retrain", FRAUD_STREAM_DELAY_DAYS="1", FRAUD_STREAM_MODEL=str(models))
     stream = StreamProcess(env, tmp_path / "stream.log", "--model", str(models)).start()
     try:
         labels = replay(settings, sent, Pace(rate=2000), delay_days=1, progress=False)["labels"]
         stream.wait_for(lambda: mysql_count(settings) == len(sent), 600, "the week scored")
-        retrained = subprocess.run([sys.executable, "-m", "fraud.cli", "train", "--from-archive", "--train-days", "2",
+        stream.wait_for(lambda: archived_labels() == labels, 300, "the labels archived")
+        retrained = subprocess.run([sys.executable, "-m", "fraud.cli", "train", "--from-archive", "--train-days", "3",
                                     "--test-days", "2"], cwd=PROJECT_ROOT,
                                    env={**os.environ, **env, "FRAUD_STATE_DIR": str(tmp_path / "state")},
                                    capture_output=True, text=True)
@@ -124,4 +136,4 @@ def test_a_model_retrained_from_the_streams_archive_scores_the_next_transactions
     versions = dict(mysql_scored(settings, "transaction_id, model_version"))
     assert {versions[str(tid)] for tid in sent.TRANSACTION_ID} == {"constant-1"}
     assert {versions[str(tid)] for tid in later.TRANSACTION_ID} == {version}
-    assert outcome["test_start"] == (datetime(2018, 4, 7) - timedelta(days=1 + 2)).isoformat()
+    assert outcome["test_start"] == (datetime(2018, 6, 7) - timedelta(days=1 + 2)).isoformat()

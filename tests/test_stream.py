@@ -13,7 +13,6 @@ import pandas as pd
 import pytest
 from pyspark.sql import functions as F
 
-from fraud.backfill import backfill
 from fraud.clients.kafka import kafka_producer
 from fraud.clients.mysql import connect
 from fraud.config import PROJECT_ROOT
@@ -22,7 +21,6 @@ from fraud.process import Child
 from fraud.producer import Pace, load_history, replay
 from fraud.testing.data import BROKEN, odd_id_messages, shown
 from fraud.testing.pipeline import (
-    DEFAULT_MODEL,
     StreamProcess,
     delta_ids,
     es_ids,
@@ -152,11 +150,13 @@ def test_stream_features_and_scores_equal_the_backfill_over_45_days(pipeline, sp
     # one partition: delivery in the order sent (with several, Kafka orders records within a partition only)
     settings, env = pipeline("parity", FRAUD_KAFKA_PARTITIONS="1")
     stream = StreamProcess(env, tmp_path / "stream.log").start()
-    # meanwhile a backfill of the same slice upserts the same ids into the same MySQL table (README: Operations)
-    backfilling = Child([sys.executable, "-m", "fraud.cli", "backfill", "--input", str(path), "--sinks", "mysql"],
-                        tmp_path / "backfill.log", env=env, cwd=PROJECT_ROOT)
+    # meanwhile a backfill of the same slice upserts the same ids into the same MySQL table (README: Operations),
+    # and into a Delta folder of its own: the batch side of the comparison
+    batch_dir = tmp_path / "backfill"
+    backfilling = Child([sys.executable, "-m", "fraud.cli", "backfill", "--input", str(path), "--sinks", "mysql,delta"],
+                        tmp_path / "backfill.log", env={**env, "FRAUD_DELTA_DIR": str(batch_dir)}, cwd=PROJECT_ROOT)
     try:  # paced like live traffic: the stream reads it in many micro-batches, the state carries over
-        summary = replay(settings, history, Pace(rate=1000), progress=False)
+        summary = replay(settings, history, Pace(rate=2000), progress=False)
         assert summary["transactions"] == len(history)
         assert backfilling.wait(900) == 0, (tmp_path / "backfill.log").read_text()[-3000:]
         stream.wait_for(lambda: es_scored_count(settings) == len(history), 1500, "every transaction delivered")
@@ -166,8 +166,6 @@ def test_stream_features_and_scores_equal_the_backfill_over_45_days(pipeline, sp
         stopped = stream.stop()
     assert stopped == 0, stream.log_tail()
 
-    batch_dir = tmp_path / "backfill"
-    backfill(spark, settings.model_copy(update={"delta_dir": batch_dir}), path, DEFAULT_MODEL, ("delta",))
     names = [*HANDBOOK_FEATURES, *EXTRA_FEATURES]
     columns = ["transaction_id", "fraud_score", "decision", *(F.col(f"features.{n}").alias(n) for n in names)]
     streamed = spark.read.format("delta").load(settings.scored_table).select(*columns).toPandas()
