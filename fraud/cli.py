@@ -436,11 +436,11 @@ def _stream(settings: Settings, model: str, sinks: str, queries: str) -> int:
 
     from fraud.spark import launched_by_spark_submit, spark_session
     from fraud.stream.queries import DECISION, DELIVERED, DELIVERY, DeliveryProcess, check_checkpoints, run_stream
-    from fraud.stream.serving import newest_model, unservable
+    from fraud.stream.serving import check_servable
 
     check_checkpoints(settings)  # in seconds, before a JVM starts
-    if DECISION in queries.split(",") and (why := unservable(newest_model(model or settings.stream.model))):
-        raise ConfigError(why)
+    if DECISION in queries.split(","):
+        check_servable(model or settings.stream.model)
 
     parts = tuple(queries.split(","))
     delivery = None

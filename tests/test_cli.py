@@ -293,7 +293,7 @@ def test_the_command_line_knows_the_same_sinks_as_the_sinks_module():
     assert fraud.cli.SINKS == ",".join(SINKS)
 
 
-def test_stream_refuses_a_model_needing_own_features_before_a_jvm_starts(runner, monkeypatch, tmp_path):
+def test_stream_refuses_a_missing_model_or_one_needing_own_features_before_a_jvm_starts(runner, monkeypatch, tmp_path):
     """A model trained with a source mapping's own features needs them in every message; the stream reads the
     contract's fields only, so it exits 2 naming them (not a query failing on its first micro-batch)."""
     import threading
@@ -311,3 +311,5 @@ def test_stream_refuses_a_model_needing_own_features_before_a_jvm_starts(runner,
     result = runner.invoke(cli, ["stream", "--model", str(model)])
     assert result.exit_code == 2, result.output
     assert f"the model {model} needs its source mapping's own features ['OWN_category']" in result.stderr
+    missing = runner.invoke(cli, ["stream", "--model", str(tmp_path / "nothing")])
+    assert missing.exit_code == 2 and f"no model under {tmp_path / 'nothing'}" in missing.stderr

@@ -14,7 +14,7 @@ import json
 import logging
 from pathlib import Path
 
-from fraud.config import PROJECT_ROOT, Settings
+from fraud.config import PROJECT_ROOT, ConfigError, Settings
 from fraud.sources import OWN_PREFIX
 from training.artifacts import METADATA_FILE, ModelArtifact, load_model
 
@@ -63,6 +63,17 @@ def unservable(folder: Path) -> str | None:
     return (f"the model {folder} needs its source mapping's own features {own}, and the stream reads the message "
             "contract's fields only: serve a model trained without own features (models/default scores any "
             "mapped source sent by `fraud produce --source`)")
+
+
+def check_servable(source: str | Path) -> None:
+    """Raise ConfigError (exit code 2, before a JVM starts) when there is no model under ``source`` or the stream
+    cannot serve its newest (``unservable``)."""
+    try:
+        folder = newest_model(source)
+    except FileNotFoundError as error:
+        raise ConfigError(str(error)) from None
+    if (why := unservable(folder)) is not None:
+        raise ConfigError(why)
 
 
 def batch_ids(folder: Path) -> list[int]:
