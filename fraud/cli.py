@@ -435,7 +435,15 @@ def _stream(settings: Settings, model: str, sinks: str, queries: str) -> int:
     stop = stop_on_signals()  # first: a SIGTERM while Spark starts is a clean stop too
 
     from fraud.spark import launched_by_spark_submit, spark_session
-    from fraud.stream.queries import DECISION, DELIVERED, DELIVERY, DeliveryProcess, check_checkpoints, run_stream
+    from fraud.stream.queries import (
+        DECISION,
+        DELIVERED,
+        DELIVERY,
+        STOP_TIMEOUT_S,
+        DeliveryProcess,
+        check_checkpoints,
+        run_stream,
+    )
     from fraud.stream.serving import check_servable
 
     check_checkpoints(settings)  # in seconds, before a JVM starts
@@ -452,7 +460,8 @@ def _stream(settings: Settings, model: str, sinks: str, queries: str) -> int:
     app_name = "fraud-stream" if len(parts) > 1 else f"fraud-{parts[0]}"  # a cluster's application list shows it
     try:
         with spark_session(settings, app_name, ui=settings.stream.spark_ui,
-                           extra_conf={"spark.ui.showConsoleProgress": "false"}) as spark:
+                           extra_conf={"spark.ui.showConsoleProgress": "false",
+                                       "spark.sql.streaming.stopTimeout": f"{STOP_TIMEOUT_S}s"}) as spark:
             run_stream(spark, settings, tuple(sinks.split(",")), stop, model, parts, delivery)
     finally:  # also when the decision side cannot start: a delivery left running would hold its checkpoint
         if delivery is not None:

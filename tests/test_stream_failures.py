@@ -1,5 +1,6 @@
 """How the stream stops for an operational event it cannot get past (README, Operations): the message names the
-cause and the way on. Pure logic: no Spark, no service (tests/test_operations.py runs the events for real)."""
+cause and the way on; and how it stops while Kafka cannot be reached. No service (tests/test_operations.py runs the
+events for real)."""
 from __future__ import annotations
 
 import pytest
@@ -50,3 +51,27 @@ def test_a_damaged_entry_is_named_with_the_way_on(tmp_path, log_name, damaged):
 def test_an_old_damaged_entry_a_restart_does_not_read_is_left_alone(tmp_path):
     folder = _checkpoint(tmp_path / "decision", {0: "garbage", 1: OFFSETS, 2: OFFSETS}, {0: COMMIT, 1: COMMIT})
     check_checkpoint(folder, "remove it")
+
+
+def test_sigterm_while_kafka_is_unreachable_stops_the_stream_within_seconds(tmp_path):
+    """Spark's Kafka calls do not yield to an interrupt (a minute per attempt): the query waiting for Kafka's offsets
+    is stopped at once and its thread given ``STOP_TIMEOUT_S``, not the 3 minutes it took (issue 13)."""
+    import signal
+    import time
+
+    from fraud.testing.pipeline import StreamProcess
+    stream = StreamProcess({"FRAUD_KAFKA_PORT": "1", "FRAUD_ELASTICSEARCH_PORT": "2", "FRAUD_MYSQL_PORT": "3",
+                            "FRAUD_STATE_DIR": str(tmp_path / "state")}, tmp_path / "stream.log", "--queries",
+                           "decision").start()
+    try:
+        stream.wait_for(lambda: "stream running" in stream.log_file.read_text(errors="replace"), 180,
+                        "the query started")
+        time.sleep(5)  # asking Kafka (on a closed port) for offsets
+        began = time.monotonic()
+        stream.proc.send_signal(signal.SIGTERM)
+        code = stream.proc.wait(120)
+        stopped_in = time.monotonic() - began
+    finally:
+        if stream.proc.poll() is None:
+            stream.kill()
+    assert code == 0 and stopped_in < 40, f"exit {code} after {stopped_in:.0f}s:\n{stream.log_tail()}"

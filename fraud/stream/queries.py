@@ -287,12 +287,22 @@ def run_stream(spark: SparkSession, settings: Settings, sinks: tuple[str, ...], 
         stream.stop()
 
 
+PROCESSING = "Processing new data"  # Spark's status message while a micro-batch runs (MicroBatchExecution)
+STOP_TIMEOUT_S = 10  # spark.sql.streaming.stopTimeout of the stream's session (fraud stream)
+
+
 def stop_between_batches(query: StreamingQuery, patience_s: float = 120.0) -> None:
-    """Stop ``query`` once the micro-batch in progress is done (one interrupted anyway is redone at the next
-    start from the checkpoint)."""
+    """Stop ``query`` once the micro-batch it is processing is done (one interrupted anyway is redone at the next
+    start from the checkpoint); a query not processing one (waiting for a trigger, or for Kafka's offsets while
+    Kafka is down: Spark's Kafka calls do not yield to an interrupt) is stopped at once. When its thread has not
+    ended ``spark.sql.streaming.stopTimeout`` after the stop, a warning says so and the stop goes on."""
     deadline = time.monotonic() + patience_s
     running = (query.lastProgress or {}).get("batchId")
-    while (query.isActive and query.status["isTriggerActive"] and time.monotonic() < deadline
+    while (query.isActive and query.status["message"] == PROCESSING and time.monotonic() < deadline
            and (query.lastProgress or {}).get("batchId") == running):
         time.sleep(0.1)
-    query.stop()
+    try:
+        query.stop()
+    except Exception as error:  # Spark's TimeoutException, through Py4J
+        log.warning("query %s did not stop in time (%s); going on (a micro-batch it had begun is redone at the next "
+                    "start)", query.name, str(error).splitlines()[0][:200])
