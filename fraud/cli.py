@@ -138,7 +138,16 @@ def test_start_option(default: str | None = None) -> Decorator:
 
 
 def test_days_option() -> Decorator:
-    return click.option("--test-days", type=int, default=7, help="test days (default 7)")
+    return click.option("--test-days", type=click.IntRange(min=1), default=7, help="test days (default 7)")
+
+
+def _instant(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    """An ISO-8601 date or date-time (``Z`` or an offset: converted to UTC; none: UTC), as a datetime."""
+    try:
+        return None if value is None else datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an ISO-8601 date-time (2026-11-30, 2026-11-30T08:00:00Z, "
+                                 "2026-11-30T08:00:00+05:30)") from None
 
 
 def _dataset_or(path: str | None, settings: Settings) -> str:
@@ -331,7 +340,8 @@ def _features(settings: Settings, input: str, source: SourceMapping | None, outp
 @dataset_option("--data")
 @source_option("--data")
 @test_start_option(default="2018-08-08")
-@click.option("--train-days", type=int, help="training days (default: the recipe's; 56 shipped, 7 baseline)")
+@click.option("--train-days", type=click.IntRange(min=1),
+              help="training days (default: the recipe's; 56 shipped, 7 baseline)")
 @delay_days_option("label delay between training and test")
 @test_days_option()
 @click.option("--recipe", type=click.Choice(["shipped", "baseline"]), default="shipped",
@@ -342,12 +352,13 @@ def _features(settings: Settings, input: str, source: SourceMapping | None, outp
 @click.option("--from-archive", is_flag=True,
               help="train on the stream's Delta archive (transactions_raw and labels) as of --as-of: test on the "
                    "latest days whose labels are all due, publish into stream.model only if better on --metric")
-@click.option("--as-of", metavar="TIME", help="with --from-archive: what the archive held then, UTC (default: now)")
+@click.option("--as-of", metavar="TIME", callback=_instant,
+              help="with --from-archive: what the archive held then (ISO-8601; no offset: UTC; default: now)")
 @click.option("--metric", type=click.Choice(["ap", "auc", "cp100"]), default="ap",
               help="with --from-archive: what the candidate must beat the served model on (default ap)")
 def _train(settings: Settings, data: str | None, source: SourceMapping | None, test_start: str,
            train_days: int | None, delay_days: int, test_days: int, recipe: str, model_out: str | None,
-           later_weeks: tuple[str, ...], from_archive: bool, as_of: str | None, metric: str) -> int:
+           later_weeks: tuple[str, ...], from_archive: bool, as_of: datetime | None, metric: str) -> int:
     import dataclasses
 
     from fraud.spark import spark_session
@@ -357,11 +368,16 @@ def _train(settings: Settings, data: str | None, source: SourceMapping | None, t
     chosen = handbook_baseline() if recipe == "baseline" else shipped_recipe()
     if train_days:
         chosen = dataclasses.replace(chosen, train_days=train_days)
+    ctx = click.get_current_context()
+    alone = [flag for name, flag in (("as_of", "--as-of"), ("metric", "--metric"))
+             if ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE]
+    if alone and not from_archive:
+        raise click.UsageError(f"{alone[0]} goes with --from-archive", ctx)
     if from_archive:
-        from fraud.retrain import retrain_from_archive
+        from fraud.retrain import plan_retraining, retrain_from_archive
+        plan = plan_retraining(settings, as_of, metric)  # configuration errors before Spark starts
         with spark_session(settings, "fraud-retrain") as spark:
-            outcome = retrain_from_archive(spark, settings, chosen, delay_days, test_days, metric,
-                                           parse_day(as_of) if as_of else None)
+            outcome = retrain_from_archive(spark, settings, chosen, delay_days, test_days, metric, plan.as_of)
         print(json.dumps(outcome))
         return 0
     split = Split(parse_day(test_start), chosen.train_days, delay_days, test_days)

@@ -27,6 +27,7 @@ from fraud.config import PROJECT_ROOT, Settings
 from fraud.data import TRANSACTIONS
 from fraud.process import Child
 from fraud.stack.manager import stack_up
+from fraud.stream.serving import check_servable
 
 REPORT_EVERY_S = 10
 LATENCY_SAMPLE = 2_000
@@ -104,8 +105,9 @@ def run_pipeline(settings: Settings, rate: float, model: str | None, config: str
     """Start the stack, then ``fraud stream``, ``fraud produce`` and ``fraud dashboard`` as children (with
     ``config``, the configuration file this command was given), print counts every REPORT_EVERY_S seconds until
     Ctrl-C / SIGTERM or a child fails, and stop the children in order. Returns the exit code (1 when the stream or
-    the producer failed)."""
+    the producer failed). Raises ConfigError before anything starts when the stream could not serve the model."""
     signal.signal(signal.SIGTERM, _interrupt)  # a service manager's stop: the same orderly stop as Ctrl-C
+    check_servable(model or settings.stream.model)  # a ConfigError before the stack starts, not a stream dying
     settings = stack_up(settings)
     logs = settings.state_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)

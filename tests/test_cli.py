@@ -174,6 +174,12 @@ def test_later_weeks_takes_several_dates_like_before():
     (["backfill"], "Missing option '--input'"),
     (["stack", "restart"], "'restart' is not one of"),
     (["features", "--input", "h", "--output", "o", "--delay-days", "seven"], "'seven' is not a valid integer"),
+    (["train", "--from-archive", "--data", "h"], "--from-archive is not allowed with --data"),
+    (["train", "--from-archive", "--test-start", "2018-08-08"], "--from-archive is not allowed with --test-start"),
+    (["train", "--from-archive", "--as-of", "yesterday"], "'yesterday' is not an ISO-8601 date-time"),
+    (["train", "--from-archive", "--as-of", "2018-13-45"], "'2018-13-45' is not an ISO-8601 date-time"),
+    (["train", "--train-days", "0"], "0 is not in the range x>=1"),
+    (["evaluate", "--model", "m", "--test-start", "2018-08-08", "--test-days", "-3"], "-3 is not in the range x>=1"),
 ])
 def test_usage_errors_exit_2_with_the_reason(runner, argv, message):
     result = runner.invoke(cli, argv, obj=Invocation(dry_run=True))  # were the line accepted, nothing would run
@@ -313,3 +319,14 @@ def test_stream_refuses_a_missing_model_or_one_needing_own_features_before_a_jvm
     assert f"the model {model} needs its source mapping's own features ['OWN_category']" in result.stderr
     missing = runner.invoke(cli, ["stream", "--model", str(tmp_path / "nothing")])
     assert missing.exit_code == 2 and f"no model under {tmp_path / 'nothing'}" in missing.stderr
+
+
+def test_retraining_options_alone_or_a_single_served_model_folder_exit_2_before_spark(runner, monkeypatch, tmp_path):
+    import fraud.spark
+    monkeypatch.setattr(fraud.spark, "spark_session", None)  # calling it would fail the test: nothing may start
+    alone = runner.invoke(cli, ["train", "--as-of", "2018-05-01"])
+    assert alone.exit_code == 2 and "--as-of goes with --from-archive" in alone.stderr
+    monkeypatch.setenv("FRAUD_STREAM_MODEL", "models/default")
+    single = runner.invoke(cli, ["train", "--from-archive"])
+    assert single.exit_code == 2, single.output
+    assert "stream.model is the model folder" in single.stderr and "stream.model: models" in single.stderr

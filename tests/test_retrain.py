@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
 from datetime import datetime, timedelta
@@ -14,8 +15,8 @@ import pandas as pd
 import pytest
 from pyspark.errors import AnalysisException
 
-from fraud.config import PROJECT_ROOT
-from fraud.io import read_archive
+from fraud.config import PROJECT_ROOT, ConfigError
+from fraud.io import InputError, read_archive
 from fraud.producer import Pace, load_history, replay
 from fraud.retrain import archive_split, retrain_from_archive
 from fraud.stream.serving import newest_model
@@ -92,9 +93,35 @@ def test_a_candidate_is_published_only_when_it_beats_the_served_model(spark, arc
     assert again["candidate"]["ap"] == again["serving"]["ap"]
     assert "is not higher than the served model's" in again["why"]
     assert newest_model(models) == published
-    report = (tmp_path / "state" / "retraining" / "archive-20180501T000001" / "archive-20180501T000001" / "report"
-              / "report.md")
-    assert "Not published" in report.read_text()
+    report = tmp_path / "state" / "retraining" / "archive-20180501T000001" / "report" / "report.md"
+    assert "Not published" in report.read_text() and outcome["candidate"]["version"] in report.read_text()
+    with pytest.raises(ConfigError, match="archive-20180501T000001 exists: the archive as of 2018-05-01 00:00:01 UTC "
+                                          "was retrained on already"):
+        retrain_from_archive(spark, settings, recipe, delay_days=7, test_days=7, as_of=datetime(2018, 5, 1, 0, 0, 1))
+
+
+@pytest.mark.parametrize("as_of, train_days, labels, message", [
+    (datetime(2018, 3, 1), 7, True, "the archive held no transaction as of 2018-03-01 00:00:00 UTC"),
+    (datetime(2018, 5, 1), 56, True, "holds transactions from 2018-04-01 .* need them from 2018-02-12 .*"
+                                     r"\(--train-days 8 at most fits\)"),
+    (datetime(2018, 4, 10), 7, True, r"it needs at least 22 days\)"),
+    (datetime(2018, 5, 1), 7, False, "no fraud label in the training days .* nothing to learn from"),
+])
+def test_an_archive_that_cannot_give_the_split_says_what_is_missing_and_leaves_nothing(
+        spark, archive, tmp_path, as_of, train_days, labels, message):
+    delta, _ = archive
+    if not labels:  # the stream archived transactions but no label ever came
+        shutil.copytree(delta / "transactions_raw", tmp_path / "delta" / "transactions_raw")
+        delta = tmp_path / "delta"
+    models = tmp_path / "models"
+    shutil.copytree(PROJECT_ROOT / "models" / "default", models / "default")
+    settings = stack_settings(FRAUD_DELTA_DIR=str(delta), FRAUD_STREAM_MODEL=str(models),
+                              FRAUD_STATE_DIR=str(tmp_path / "state"))
+    recipe = dataclasses.replace(shipped_recipe(), train_days=train_days)
+    with pytest.raises(InputError, match=message):
+        retrain_from_archive(spark, settings, recipe, delay_days=7, test_days=7, as_of=as_of)
+    assert sorted(p.name for p in models.iterdir()) == ["default"]
+    assert not list((tmp_path / "state" / "retraining").glob("*"))
 
 
 @pytest.mark.services
@@ -120,7 +147,7 @@ def test_a_model_retrained_from_the_streams_archive_scores_the_next_transactions
         labels = replay(settings, sent, Pace(rate=2000), delay_days=1, progress=False)["labels"]
         stream.wait_for(lambda: mysql_count(settings) == len(sent), 600, "the week scored")
         stream.wait_for(lambda: archived_labels() == labels, 300, "the labels archived")
-        retrained = subprocess.run([sys.executable, "-m", "fraud.cli", "train", "--from-archive", "--train-days", "3",
+        retrained = subprocess.run([sys.executable, "-m", "fraud.cli", "train", "--from-archive", "--train-days", "2",
                                     "--test-days", "2"], cwd=PROJECT_ROOT,
                                    env={**os.environ, **env, "FRAUD_STATE_DIR": str(tmp_path / "state")},
                                    capture_output=True, text=True)

@@ -29,6 +29,7 @@ from sklearn.preprocessing import OrdinalEncoder
 
 from fraud.features import HANDBOOK_FEATURES, MODEL_FEATURES, id_order, lookback_days
 from fraud.features_spark import add_all_features
+from fraud.io import InputError
 from fraud.sources import SourceMapping, check_own_features, read_history
 from training.artifacts import ModelArtifact, fingerprint, library_versions, load_model, model_inputs, save_model
 from training.metrics import quality
@@ -91,7 +92,7 @@ def shipped_recipe() -> Recipe:
 def feature_frame(spark: SparkSession, data: str | Path, split: Split, columns: list[str],
                   until: datetime | None = None, source: SourceMapping | None = None) -> pd.DataFrame:
     """Features of every transaction from the training start to the test end (or ``until``), as pandas; ``data``
-    read with the mapping ``source`` if given (``fraud.sources.read_history``). Raises ValueError when the data
+    read with the mapping ``source`` if given (``fraud.sources.read_history``). Raises InputError when the data
     holds no transaction in that range, InputError when it lacks the own features among ``columns``
     (``fraud.sources.check_own_features``), SourceError for a mapping that does not fit it."""
     end = max(split.test_end, until or split.test_end)
@@ -106,7 +107,7 @@ def feature_frame(spark: SparkSession, data: str | Path, split: Split, columns: 
     keep = ["TRANSACTION_ID", "TX_DATETIME", "CUSTOMER_ID", "TX_FRAUD", *scenario, *columns]
     frame: pd.DataFrame = features.where(F.col("TX_DATETIME") >= start).select(*dict.fromkeys(keep)).toPandas()
     if frame.empty:
-        raise ValueError(f"no transactions between {start} and {end} in {data}")
+        raise InputError(f"no transactions between {start} and {end} in {data}")
     return frame.iloc[np.argsort(id_order(frame["TRANSACTION_ID"].to_numpy()), kind="stable")].reset_index(drop=True)
 
 
@@ -141,7 +142,7 @@ def train(spark: SparkSession, data: str | Path, split: Split, recipe: Recipe,
     ``data``'s source mapping; its own features join the recipe's (``with_own_features``)
     and the model's metadata records it. The metrics (``training.metrics.quality``)
     include precision and recall at the review and block thresholds when the model is
-    saved (the thresholds are chosen then). Raises ValueError when a window is empty.
+    saved (the thresholds are chosen then). Raises fraud.io.InputError when a window is empty.
     """
     began = time.monotonic()
     recipe = with_own_features(recipe, source)
@@ -150,7 +151,7 @@ def train(spark: SparkSession, data: str | Path, split: Split, recipe: Recipe,
                           source=source)
     train_set, tested = training_set(frame, split), evaluation_set(frame, split)
     if train_set.empty or tested.empty:
-        raise ValueError(f"{data}: {len(train_set)} transactions to train on and {len(tested)} to test on in "
+        raise InputError(f"{data}: {len(train_set)} transactions to train on and {len(tested)} to test on in "
                          f"{split.describe()}: choose --test-start and --train-days inside the data")
     log.info("training on %d transactions (%d frauds), testing on %d (%d frauds; %s)", len(train_set),
              int(train_set.TX_FRAUD.sum()), len(tested), int(tested.TX_FRAUD.sum()), protocol(frame))
