@@ -319,6 +319,9 @@ def test_stream_refuses_a_missing_model_or_one_needing_own_features_before_a_jvm
     assert f"the model {model} needs its source mapping's own features ['OWN_category']" in result.stderr
     missing = runner.invoke(cli, ["stream", "--model", str(tmp_path / "nothing")])
     assert missing.exit_code == 2 and f"no model under {tmp_path / 'nothing'}" in missing.stderr
+    (model / "metadata.json").write_text("{not json")
+    broken = runner.invoke(cli, ["stream", "--model", str(model)])
+    assert broken.exit_code == 2 and f"{model / 'metadata.json'} is not a model's metadata" in broken.stderr
 
 
 def test_retraining_options_alone_or_a_single_served_model_folder_exit_2_before_spark(runner, monkeypatch, tmp_path):

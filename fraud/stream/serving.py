@@ -72,7 +72,12 @@ def check_servable(source: str | Path) -> None:
         folder = newest_model(source)
     except FileNotFoundError as error:
         raise ConfigError(str(error)) from None
-    if (why := unservable(folder)) is not None:
+    try:
+        why = unservable(folder)
+    except (ValueError, KeyError, TypeError) as error:  # not JSON, or no list of features
+        raise ConfigError(f"{folder / METADATA_FILE} is not a model's metadata ({type(error).__name__}: "
+                          f"{str(error)[:200]})") from None
+    if why is not None:
         raise ConfigError(why)
 
 
