@@ -66,8 +66,8 @@ def unservable(folder: Path) -> str | None:
 
 
 def check_servable(source: str | Path) -> None:
-    """Raise ConfigError (exit code 2, before a JVM starts) when there is no model under ``source`` or the stream
-    cannot serve its newest (``unservable``)."""
+    """Raise ConfigError (exit code 2, before a JVM starts) when there is no model under ``source``, its newest's
+    metadata.json is not JSON with a list of features, or the stream cannot serve it (``unservable``)."""
     try:
         folder = newest_model(source)
     except FileNotFoundError as error:
