@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 DECISION, DELIVERY = "decision", "delivery"
 DELIVERED = ("delta", "mysql", "elasticsearch")  # the sinks the delivery query writes; the decision query: Kafka
 MODEL_CHECK_S = 2.0  # how often the stream looks for a newer model (and for a failed query)
+KAFKA_PATIENCE_S = 20.0  # a query asking Kafka for offsets this long is told in the log (Kafka down, unreachable)
 FETCH_MAX_WAIT_MS = 20
 # Failures whose cause is an operational event (README, Operations): a phrase of Spark's message -> the way on.
 RECOVERIES = {
@@ -189,6 +190,7 @@ class Stream:
         self.decision: StreamingQuery | None = None
         self.delivery: StreamingQuery | None = None
         self.refused: Path | None = None  # a newer model the stream cannot serve (``unservable``), warned once
+        self.asking_kafka: dict[str, float] = {}  # query name -> since when it has been asking Kafka for offsets
         if DECISION in parts:
             transactions, labels = (kafka_source(spark, settings, [topic], settings.stream.max_offsets_per_trigger)
                                     for topic in (topics.raw, topics.labels))
@@ -221,6 +223,19 @@ class Stream:
         stop_between_batches(self.decision)
         self.serving = self.models.model_for_start(self.settings.checkpoint_dir / DECISION)
         self.decision = decision_query(self.spark, self.settings, *self.sources, self.serving)
+
+    def watch_kafka(self) -> None:
+        """Warn once a query has been asking Kafka for offsets for KAFKA_PATIENCE_S seconds (Kafka down or
+        unreachable: Spark itself only logs its client's retries), and again each time it happens anew."""
+        now = time.monotonic()
+        for query in self.queries:
+            if not query.status["message"].startswith("Getting offsets"):
+                self.asking_kafka.pop(query.name, None)
+            elif now - self.asking_kafka.setdefault(query.name, now) >= KAFKA_PATIENCE_S:
+                log.warning("query %s has waited %.0fs for Kafka (%s) to give its offsets: is Kafka reachable? "
+                            "(it goes on asking)", query.name, now - self.asking_kafka[query.name],
+                            self.settings.kafka.bootstrap_servers)
+                self.asking_kafka[query.name] = float("inf")  # told: not again until it asks anew
 
     def failure(self) -> Exception | None:
         """The error of a query that stopped by itself, if any."""
@@ -282,6 +297,7 @@ def run_stream(spark: SparkSession, settings: Settings, sinks: tuple[str, ...], 
             if failure is not None:
                 raise explained(failure) from failure
             stream.reload_model()
+            stream.watch_kafka()
         log.info("stopping the stream once the micro-batches in progress are written")
     finally:
         stream.stop()
