@@ -377,7 +377,7 @@ def _train(settings: Settings, data: str | None, source: SourceMapping | None, t
         from fraud.retrain import plan_retraining, retrain_from_archive
         plan = plan_retraining(settings, as_of, metric)  # configuration errors before Spark starts
         with spark_session(settings, "fraud-retrain") as spark:
-            outcome = retrain_from_archive(spark, settings, chosen, delay_days, test_days, metric, plan.as_of)
+            outcome = retrain_from_archive(spark, settings, plan, chosen, delay_days, test_days)
         print(json.dumps(outcome))
         return 0
     split = Split(parse_day(test_start), chosen.train_days, delay_days, test_days)

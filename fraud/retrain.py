@@ -49,9 +49,11 @@ def archive_split(newest: datetime, train_days: int, delay_days: int, test_days:
 
 @dataclass(frozen=True)
 class Retraining:
-    """Where a retraining as of ``as_of`` (naive UTC) writes: ``candidate`` (the model folder, named
-    ``archive-<as of>``), ``snapshot`` and ``outcome`` beside it, ``target`` (where it is published)."""
+    """A retraining as of ``as_of`` (naive UTC), compared on ``metric``, and where it writes: ``candidate`` (the
+    model folder, named ``archive-<as of>``), ``snapshot`` and ``outcome`` beside it, ``target`` (where it is
+    published)."""
     as_of: datetime
+    metric: str
     candidate: Path
     target: Path
 
@@ -79,7 +81,7 @@ def plan_retraining(settings: Settings, as_of: datetime | None = None, metric: s
     if as_of.tzinfo is not None:  # naive: UTC already
         as_of = as_of.astimezone(timezone.utc).replace(tzinfo=None)
     name = f"archive-{as_of:%Y%m%dT%H%M%S}"
-    plan = Retraining(as_of, settings.state_dir / "retraining" / name, models / name)
+    plan = Retraining(as_of, metric, settings.state_dir / "retraining" / name, models / name)
     for taken in (plan.candidate, plan.target):
         if taken.exists():
             raise ConfigError(f"{taken} exists: the archive as of {as_of:%Y-%m-%d %H:%M:%S} UTC was retrained "
@@ -103,11 +105,10 @@ def _checked_split(history: DataFrame, plan: Retraining, train_days: int, delay_
                          f"{newest}: {needed} need them from {split.train_start} ("
                          + (f"--train-days {room} at most fits)" if room >= 1 else
                             f"it needs at least {delay_days * 2 + test_days + 1} days)"))
-    frauds = {name: history.where((F.col("TX_DATETIME") >= start) & (F.col("TX_DATETIME") < end)
-                                  & (F.col(LABEL_COLUMN) == 1)).count()
-              for name, start, end in (("training", split.train_start, split.train_end),
-                                       ("test", split.test_start, split.test_end))}
-    for name, count in frauds.items():
+    windows = {"training": (split.train_start, split.train_end), "test": (split.test_start, split.test_end)}
+    counts = history.agg(*(F.count_if((F.col("TX_DATETIME") >= start) & (F.col("TX_DATETIME") < end)
+                                      & (F.col(LABEL_COLUMN) == 1)) for start, end in windows.values())).collect()[0]
+    for name, count in zip(windows, counts):
         if count == 0:
             raise InputError(f"no fraud label in the {name} days of {split.describe()} (the archive as of "
                              f"{plan.as_of:%Y-%m-%d %H:%M:%S} UTC): nothing to "
@@ -116,17 +117,17 @@ def _checked_split(history: DataFrame, plan: Retraining, train_days: int, delay_
     return split
 
 
-def retrain_from_archive(spark: SparkSession, settings: Settings, recipe: Recipe, delay_days: int, test_days: int,
-                         metric: str = "ap", as_of: datetime | None = None) -> dict[str, Any]:
-    """Train a candidate on the archive as of ``as_of`` (``plan_retraining``), compare it with the served model
-    (the newest under ``stream.model``) on ``metric`` over the same test days, publish it there if it is higher.
+def retrain_from_archive(spark: SparkSession, settings: Settings, plan: Retraining, recipe: Recipe,
+                         delay_days: int, test_days: int) -> dict[str, Any]:
+    """Train a candidate on the archive as of ``plan.as_of`` (``plan_retraining``: its checks come before Spark),
+    compare it with the served model (the newest under ``stream.model``) on ``plan.metric`` over the same test days,
+    publish it there if it is higher.
 
     Returns the outcome: ``published`` (bool), ``why``, the split, both models' metrics, the candidate's folder and,
-    when published, where. Raises ConfigError (``plan_retraining``) before any work; fraud.io.InputError when the
-    stream archived nothing, or too little for the split, or no fraud label in its training or test days. A failed
-    retraining leaves nothing behind.
+    when published, where. Raises fraud.io.InputError when the stream archived nothing, or too little for the split,
+    or no fraud label in its training or test days. A failed retraining leaves nothing behind.
     """
-    plan = plan_retraining(settings, as_of, metric)
+    metric = plan.metric
     history = read_archive(spark, settings, plan.as_of).fillna({LABEL_COLUMN: 0})  # no chargeback (yet): genuine
     split = _checked_split(history, plan, recipe.train_days, delay_days, test_days)
     log.info("retraining on the archive as of %s: %s", plan.as_of, split.describe())

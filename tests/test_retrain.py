@@ -18,7 +18,7 @@ from pyspark.errors import AnalysisException
 from fraud.config import PROJECT_ROOT, ConfigError
 from fraud.io import InputError, read_archive
 from fraud.producer import Pace, load_history, replay
-from fraud.retrain import archive_split, retrain_from_archive
+from fraud.retrain import archive_split, plan_retraining, retrain_from_archive
 from fraud.stream.serving import newest_model
 from fraud.testing.data import constant_model
 from fraud.testing.pipeline import StreamProcess, mysql_count, mysql_scored
@@ -76,7 +76,8 @@ def test_a_candidate_is_published_only_when_it_beats_the_served_model(spark, arc
     settings = stack_settings(FRAUD_DELTA_DIR=str(delta), FRAUD_STREAM_MODEL=str(models),
                               FRAUD_STATE_DIR=str(tmp_path / "state"))
     recipe = dataclasses.replace(shipped_recipe(), train_days=7)
-    outcome = retrain_from_archive(spark, settings, recipe, delay_days=7, test_days=7, as_of=datetime(2018, 5, 1))
+    outcome = retrain_from_archive(spark, settings, plan_retraining(settings, datetime(2018, 5, 1)), recipe,
+                                   delay_days=7, test_days=7)
     assert (outcome["test_start"], outcome["train_start"]) == ("2018-04-16T00:00:00", "2018-04-02T00:00:00")
     assert outcome["serving"]["version"] == "constant-1"
     assert outcome["published"] and outcome["candidate"]["ap"] > outcome["serving"]["ap"], outcome
@@ -86,8 +87,8 @@ def test_a_candidate_is_published_only_when_it_beats_the_served_model(spark, arc
     assert "Published: the candidate's ap" in (published / "report" / "report.md").read_text()
 
     # the same archive a second later: the same candidate, not better than itself served: the served model stays
-    again = retrain_from_archive(spark, settings, recipe, delay_days=7, test_days=7,
-                                 as_of=datetime(2018, 5, 1, 0, 0, 1))
+    again = retrain_from_archive(spark, settings, plan_retraining(settings, datetime(2018, 5, 1, 0, 0, 1)), recipe,
+                                 delay_days=7, test_days=7)
     assert not again["published"] and "published_to" not in again
     assert again["serving"]["version"] == outcome["candidate"]["version"]
     assert again["candidate"]["ap"] == again["serving"]["ap"]
@@ -97,7 +98,7 @@ def test_a_candidate_is_published_only_when_it_beats_the_served_model(spark, arc
     assert "Not published" in report.read_text() and outcome["candidate"]["version"] in report.read_text()
     with pytest.raises(ConfigError, match="archive-20180501T000001 exists: the archive as of 2018-05-01 00:00:01 UTC "
                                           "was retrained on already"):
-        retrain_from_archive(spark, settings, recipe, delay_days=7, test_days=7, as_of=datetime(2018, 5, 1, 0, 0, 1))
+        plan_retraining(settings, datetime(2018, 5, 1, 0, 0, 1))
 
 
 @pytest.mark.parametrize("as_of, train_days, labels, message", [
@@ -119,7 +120,7 @@ def test_an_archive_that_cannot_give_the_split_says_what_is_missing_and_leaves_n
                               FRAUD_STATE_DIR=str(tmp_path / "state"))
     recipe = dataclasses.replace(shipped_recipe(), train_days=train_days)
     with pytest.raises(InputError, match=message):
-        retrain_from_archive(spark, settings, recipe, delay_days=7, test_days=7, as_of=as_of)
+        retrain_from_archive(spark, settings, plan_retraining(settings, as_of), recipe, delay_days=7, test_days=7)
     assert sorted(p.name for p in models.iterdir()) == ["default"]
     assert not list((tmp_path / "state" / "retraining").glob("*"))
 
