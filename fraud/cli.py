@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import click
 from click.core import ParameterSource
 
-from fraud.config import ConfigError, load_settings
+from fraud.config import PROJECT_ROOT, ConfigError, load_settings
 
 if TYPE_CHECKING:  # the CLI only needs load_settings, ConfigError and the settings' attributes
     import pandas as pd
@@ -97,6 +97,18 @@ def _source(ctx: click.Context, param: click.Parameter, value: str | None) -> An
     return None if value is None else load_source(value)
 
 
+def _source_file(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """The stream's ``--source``: the mapping file, loaded and checked, as an absolute path (the delivery process
+    reads it too); a relative path is under the current directory on the command line, under the project in the
+    configuration (stream.source)."""
+    if value is None:
+        return None
+    given = ctx.get_parameter_source(param.name or "") is ParameterSource.COMMANDLINE
+    path = Path(value).resolve() if given else PROJECT_ROOT / value
+    _source(ctx, param, str(path))
+    return str(path)
+
+
 def source_option(input_name: str = "--input") -> Decorator:
     """``--source FILE.yaml``: the input is the user's own data, mapped to the handbook columns by that mapping
     (``fraud.sources``); loaded and checked when the options are read."""
@@ -159,13 +171,14 @@ def _dataset_or(path: str | None, settings: Settings) -> str:
 
 class _Command(click.Command):
     """A ``fraud`` sub-command. ``one_of``: groups of option names of which at most one may be given (exactly one
-    if the group is required); ``variadic``: options that take the values up to the next option
+    if the group is required); ``needs``: (option, the option it goes with) name pairs; ``variadic``: options that
+    take the values up to the next option
     (``--later-weeks A B C``, as with argparse's nargs="*"; repeating the option works too)."""
 
     def __init__(self, *args: Any, one_of: Sequence[tuple[Sequence[str], bool]] = (),
-                 variadic: Sequence[str] = (), **kwargs: Any):
+                 needs: Sequence[tuple[str, str]] = (), variadic: Sequence[str] = (), **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self.one_of, self.variadic = one_of, tuple(variadic)
+        self.one_of, self.needs, self.variadic = one_of, needs, tuple(variadic)
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         rest = super().parse_args(ctx, _spread(args, self.variadic))
@@ -176,6 +189,9 @@ class _Command(click.Command):
                 raise click.UsageError(f"{flags[given[1]]} is not allowed with {flags[given[0]]}", ctx)
             if required and not given:
                 raise click.UsageError(f"one of {', '.join(flags[name] for name in names)} is required", ctx)
+        for name, needed in self.needs:
+            if ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE and not ctx.params.get(needed):
+                raise click.UsageError(f"{flags[name]} goes with {flags[needed]}", ctx)
         return rest
 
 
@@ -334,7 +350,7 @@ def _features(settings: Settings, input: str, source: SourceMapping | None, outp
          "recall at the review and block thresholds. With --source, the mapping's own features join the model's. "
          "--from-archive trains on the stream's Delta archive instead (README: Retraining from the archive) and "
          "publishes the candidate for the stream only if it beats the served model; it prints the outcome.",
-         variadic=("--later-weeks",),
+         variadic=("--later-weeks",), needs=(("as_of", "from_archive"), ("metric", "from_archive")),
          one_of=tuple(((name, "from_archive"), False) for name in ("data", "source", "test_start", "model_out",
                                                                    "later_weeks")))
 @dataset_option("--data")
@@ -368,11 +384,6 @@ def _train(settings: Settings, data: str | None, source: SourceMapping | None, t
     chosen = handbook_baseline() if recipe == "baseline" else shipped_recipe()
     if train_days:
         chosen = dataclasses.replace(chosen, train_days=train_days)
-    ctx = click.get_current_context()
-    alone = [flag for name, flag in (("as_of", "--as-of"), ("metric", "--metric"))
-             if ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE]
-    if alone and not from_archive:
-        raise click.UsageError(f"{alone[0]} goes with --from-archive", ctx)
     if from_archive:
         from fraud.retrain import plan_retraining, retrain_from_archive
         plan = plan_retraining(settings, as_of, metric)  # configuration errors before Spark starts
@@ -443,13 +454,18 @@ def _backfill(settings: Settings, input: str, source: SourceMapping | None, mode
 @setting_option("--model", key="stream.model", metavar="PATH",
                 help="model folder, or a folder of them whose newest is served and hot-reloaded")
 @sinks_option()
+@setting_option("--source", key="stream.source", metavar="FILE.yaml", callback=_source_file,
+                help="source mapping: the messages on the transaction and label topics are your own JSON, each "
+                     "contract field a Spark SQL expression over their fields, plus your own features "
+                     "(conf/sources/ has examples; none: the message contract)")
 @click.option("--queries", default="decision,delivery", callback=subset_of("decision,delivery"),
               help="decision (Kafka in, decisions out), delivery (MySQL, Elasticsearch, Delta), or both (default: "
                    "both; outside spark-submit the delivery query runs in a second, lower-priority process)")
-def _stream(settings: Settings, model: str, sinks: str, queries: str) -> int:
+def _stream(settings: Settings, model: str, source: str | None, sinks: str, queries: str) -> int:
     from fraud.stream import stop_on_signals
     stop = stop_on_signals()  # first: a SIGTERM while Spark starts is a clean stop too
 
+    from fraud.sources import stream_source
     from fraud.spark import launched_by_spark_submit, spark_session
     from fraud.stream.queries import (
         DECISION,
@@ -462,9 +478,10 @@ def _stream(settings: Settings, model: str, sinks: str, queries: str) -> int:
     )
     from fraud.stream.serving import check_servable
 
+    settings = settings.model_copy(update={"stream": settings.stream.model_copy(update={"source": source})})
     check_checkpoints(settings)  # in seconds, before a JVM starts
     if DECISION in queries.split(","):
-        check_servable(model or settings.stream.model)
+        check_servable(model or settings.stream.model, stream_source(settings))
 
     parts = tuple(queries.split(","))
     delivery = None
@@ -472,7 +489,8 @@ def _stream(settings: Settings, model: str, sinks: str, queries: str) -> int:
         parts = (DECISION,)  # the delivery query runs beside, in its own process
         config = _invocation().config
         delivery = DeliveryProcess([*(["--config", config] if config else []), "stream", "--sinks", sinks,
-                                    "--queries", DELIVERY], settings.stream.delivery_nice)
+                                    *(["--source", source] if source else []), "--queries", DELIVERY],
+                                   settings.stream.delivery_nice)
     app_name = "fraud-stream" if len(parts) > 1 else f"fraud-{parts[0]}"  # a cluster's application list shows it
     try:
         with spark_session(settings, app_name, ui=settings.stream.spark_ui,
@@ -525,10 +543,16 @@ def _run(settings: Settings, rate: float, model: str | None) -> int:
 @command("produce", "replay transactions to Kafka in event-time order, labels after the delay",
          "Sends transactions to transactions.raw (JSON keyed by customer) and each label to transactions.labels "
          "once event time + the delay has passed.",
-         epilog="--simulate excludes --input and --source; exactly one of --rate and --speedup is required.",
-         one_of=((("input", "simulate"), False), (("source", "simulate"), False), (("rate", "speedup"), True)))
+         epilog="--simulate excludes --input and --source; --as-sent needs --source; exactly one of --rate and "
+                "--speedup is required.",
+         one_of=((("input", "simulate"), False), (("source", "simulate"), False), (("rate", "speedup"), True)),
+         needs=(("as_sent", "source"),))
 @dataset_option("--input", help="Parquet or CSV history")
 @source_option()
+@click.option("--as-sent", is_flag=True, help="with --source: send each row in the file's own columns (as JSON; "
+                                              "its label message is the same row), what your own producer sends to a "
+                                              "stream reading them with that mapping (fraud stream --source), instead "
+                                              "of the message contract's fields")
 @click.option("--simulate", is_flag=True, help="an endless generated stream: the handbook's fraud scenarios plus "
                                                "card testing and account takeover")
 @click.option("--customers", type=int, default=5000, help="with --simulate (default 5000)")
@@ -541,7 +565,8 @@ def _run(settings: Settings, rate: float, model: str | None) -> int:
                                               "first simulated day (default 2026-01-01)")
 @click.option("--first-id", type=int, default=0, help="with --simulate: first transaction id (default 0)")
 @delay_days_option()
-def _produce(settings: Settings, input: str | None, source: SourceMapping | None, simulate: bool, customers: int,
+def _produce(settings: Settings, input: str | None, source: SourceMapping | None, as_sent: bool, simulate: bool,
+             customers: int,
              terminals: int, seed: int,
              rate: float | None, speedup: float | None, limit: int | None, start: str | None, first_id: int,
              delay_days: int) -> int:
@@ -558,7 +583,7 @@ def _produce(settings: Settings, input: str | None, source: SourceMapping | None
             from fraud.producer import mapped_history
             from fraud.spark import spark_session
             with spark_session(settings, "fraud-produce-mapping") as spark:
-                dataset = mapped_history(spark, dataset, source)
+                dataset = mapped_history(spark, dataset, source, as_sent)
         history = load_history(dataset, start)
         if start:  # a resumed replay also sends the labels the earlier one had not reached yet
             labels_due = labels_still_due(dataset, start, delay_days)

@@ -150,6 +150,7 @@ class StreamConf(_Section):
     duplicate_days: Count = 180   # event time a decided transaction id is remembered for: a resend is not decided twice
     spark_ui: bool = False        # the stream driver's Spark UI (port 4040); off: every micro-batch is faster
     on_data_loss: Literal["stop", "skip"] = "stop"  # records deleted by Kafka before the stream read them: skip logs
+    source: str | None = None     # a source mapping (fraud.sources): messages in your own fields; null: the contract
     review_threshold: float | None = Field(None, ge=0, le=1)  # null = the model's own thresholds
     block_threshold: float | None = Field(None, ge=0, le=1)
 

@@ -26,7 +26,7 @@ from fraud.clients.kafka import kafka_producer
 from fraud.config import Settings
 from fraud.features import LABEL_DELAY_DAYS, id_order
 from fraud.schemas import HANDBOOK_COLUMNS, LABEL_COLUMN, LABEL_FIELDS, TRANSACTION_FIELDS
-from fraud.sources import SourceMapping, read_history
+from fraud.sources import MESSAGE_COLUMN, SourceMapping, read_history
 
 COLUMNS = [*HANDBOOK_COLUMNS, LABEL_COLUMN]
 
@@ -51,10 +51,12 @@ class Pace:
         return event_seconds / self.speedup
 
 
-def mapped_history(spark: SparkSession, path: str | Path, source: SourceMapping) -> pd.DataFrame:
+def mapped_history(spark: SparkSession, path: str | Path, source: SourceMapping, as_sent: bool = False) -> pd.DataFrame:
     """The transactions at ``path`` in the handbook columns, read with the source mapping ``source``
-    (``fraud.sources.read_history``), as one pandas frame for ``load_history``. Raises InputError, SourceError."""
-    return read_history(spark, path, source).select(*COLUMNS).toPandas()
+    (``fraud.sources.read_history``), as one pandas frame for ``load_history``; ``as_sent``: with MESSAGE_COLUMN,
+    each row's own columns as JSON, the message ``replay`` sends. Raises InputError, SourceError."""
+    return read_history(spark, path, source, as_sent).select(*COLUMNS, *([MESSAGE_COLUMN] if as_sent else [])
+                                                              ).toPandas()
 
 
 def load_history(history: str | Path | pd.DataFrame, start: str | None = None) -> pd.DataFrame:
@@ -65,7 +67,7 @@ def load_history(history: str | Path | pd.DataFrame, start: str | None = None) -
     else:
         path = Path(history)
         frame = pd.read_csv(path, parse_dates=["TX_DATETIME"]) if path.suffix == ".csv" else pd.read_parquet(path)
-    frame = frame[[c for c in COLUMNS if c in frame.columns]]
+    frame = frame[[c for c in [*COLUMNS, MESSAGE_COLUMN] if c in frame.columns]]
     if start:
         frame = frame[frame.TX_DATETIME >= pd.Timestamp(start)]
     return frame.iloc[np.lexsort((id_order(frame["TRANSACTION_ID"].to_numpy()), frame["TX_DATETIME"].to_numpy()))]
@@ -107,6 +109,7 @@ def replay(settings: Settings, history: pd.DataFrame | Iterable, pace: Pace, del
 
     ``history`` is a frame from load_history, or any iterable of rows with the same
     fields in event-time order (the simulator's endless stream), cut at ``limit``.
+    A row with MESSAGE_COLUMN (``mapped_history(as_sent=True)``) is sent as that message, its label as the same.
     ``labels_due`` (from ``labels_still_due``) are earlier transactions whose labels
     are still to be sent when their time comes. Ctrl-C stops the replay cleanly:
     what was sent is flushed and summarised.
@@ -133,9 +136,11 @@ def replay(settings: Settings, history: pd.DataFrame | Iterable, pace: Pace, del
                     time.sleep(wait)
                 while pending and pending[0].TX_DATETIME + delay <= row.TX_DATETIME:
                     label = pending.popleft()
-                    producer.produce(topics.labels, key=str(label.TERMINAL_ID), value=label_message(label))
+                    producer.produce(topics.labels, key=str(label.TERMINAL_ID), value=getattr(
+                        label, MESSAGE_COLUMN, None) or label_message(label))
                     labels += 1
-                producer.produce(topics.raw, key=str(row.CUSTOMER_ID), value=transaction_message(row))
+                producer.produce(topics.raw, key=str(row.CUSTOMER_ID),
+                                 value=getattr(row, MESSAGE_COLUMN, None) or transaction_message(row))
                 producer.poll(0)
                 sent, last_event = sent + 1, row.TX_DATETIME
                 if pd.notna(getattr(row, "TX_FRAUD", None)):  # a label to send once it is known

@@ -36,20 +36,25 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import (
     BooleanType,
     DataType,
+    DateType,
     DecimalType,
+    DoubleType,
     IntegralType,
     NumericType,
     StringType,
+    StructField,
+    StructType,
     TimestampNTZType,
     TimestampType,
 )
 
-from fraud.config import ConfigError
+from fraud.config import ConfigError, Settings
 from fraud.io import InputError, input_format, raise_input_error, read_transactions
 from fraud.schemas import ID_COLUMNS, ID_MAX_CHARS, LABEL_COLUMN, id_text_problem
 
 OWN_PREFIX = "OWN_"  # the column of own feature NAME is OWN_NAME
 SINGLE_TERMINAL = "0"  # TERMINAL_ID of every row when terminal_id is not mapped
+MESSAGE_COLUMN = "MESSAGE"  # a row's own columns as JSON (``apply``)
 IDS = ("transaction_id", "customer_id", "terminal_id")
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 
@@ -96,6 +101,12 @@ class SourceMapping(BaseModel):
     def own_categorical(self) -> list[str]:
         """The columns of the own categorical features (text), in mapping order."""
         return [OWN_PREFIX + name for name in self.categorical]
+
+
+def stream_source(settings: Settings) -> SourceMapping | None:
+    """The source mapping the stream reads its messages with (``stream.source``), None for the message contract.
+    Raises SourceError as ``load_source``."""
+    return None if settings.stream.source is None else load_source(settings.stream.source)
 
 
 def load_source(path: str | Path) -> SourceMapping:
@@ -179,22 +190,9 @@ def _number(df: DataFrame, field: str, expression: str, cast: str) -> Column:
                          if isinstance(kind, StringType) else ""))
 
 
-def apply(df: DataFrame, mapping: SourceMapping, row_number: Column | None = None) -> DataFrame:
-    """``df`` (rows of the source's columns) -> the handbook columns, then the own features.
-
-    Types: TRANSACTION_ID, CUSTOMER_ID, TERMINAL_ID text (a whole number as its exact decimal text); TX_DATETIME
-    timestamp; TX_AMOUNT double; TX_FRAUD int (null when ``label`` is not mapped); ``OWN_<name>`` double for
-    ``features``, text for ``categorical``. Nothing else of ``df`` is kept. ``row_number`` (an integral column,
-    e.g. ``read_source``'s) is the transaction id when the mapping has none.
-
-    Works on any DataFrame whose columns the expressions name: files now; for a stream (parsed Kafka JSON), the
-    message schema must declare the source columns' types (ids as text, amounts as numbers) since the checks are
-    on types, and the mapping must give transaction_id (a stream has no row numbers).
-
-    Raises SourceError, naming the field, before any Spark job: an expression that does not parse, an unknown
-    column (listing ``df``'s), tx_datetime not a timestamp, tx_amount / label / features not numbers, an id of a
-    floating type, no transaction_id without ``row_number``.
-    """
+def mapped_columns(df: DataFrame, mapping: SourceMapping, row_number: Column | None = None) -> dict[str, Column]:
+    """The columns ``apply`` selects, by name, as expressions over ``df``'s columns (checked as ``apply`` says),
+    but TX_FRAUD: the label as given, a double (null when not mapped)."""
     if mapping.transaction_id:
         transaction_id = _id(df, "transaction_id", mapping.transaction_id)
     elif row_number is not None:
@@ -209,14 +207,87 @@ def apply(df: DataFrame, mapping: SourceMapping, row_number: Column | None = Non
         "TERMINAL_ID": (_id(df, "terminal_id", mapping.terminal_id) if mapping.terminal_id
                         else F.lit(SINGLE_TERMINAL)),
         "TX_AMOUNT": _number(df, "tx_amount", mapping.tx_amount, "double"),
-        LABEL_COLUMN: (_number(df, "label", mapping.label, "int") if mapping.label
-                       else F.lit(None).cast("int")),
+        LABEL_COLUMN: (_number(df, "label", mapping.label, "double") if mapping.label
+                       else F.lit(None).cast("double")),  # as given: ``apply`` checks it is 0 or 1
     }
     for name, expression in mapping.features.items():
         columns[OWN_PREFIX + name] = _number(df, f"features.{name}", expression, "double")
     for name, expression in mapping.categorical.items():
         columns[OWN_PREFIX + name] = _typed(df, f"categorical.{name}", expression)[0].cast("string")
+    return columns
+
+
+def apply(df: DataFrame, mapping: SourceMapping, row_number: Column | None = None,
+          message: bool = False) -> DataFrame:
+    """``df`` (rows of the source's columns) -> the handbook columns, then the own features.
+
+    Types: TRANSACTION_ID, CUSTOMER_ID, TERMINAL_ID text (a whole number as its exact decimal text); TX_DATETIME
+    timestamp; TX_AMOUNT double; TX_FRAUD int (null when ``label`` is not mapped; a label other than 0 or 1 stops
+    the job computing it, naming the transaction: ``raise_input_error``); ``OWN_<name>`` double for
+    ``features``, text for ``categorical``. Nothing else of ``df`` is kept. ``row_number`` (an integral column,
+    e.g. ``read_source``'s) is the transaction id when the mapping has none. ``message``: MESSAGE_COLUMN follows,
+    the row's own columns as a JSON object (what the user's producer would send a stream reading with this mapping).
+    Kafka messages are mapped by ``fraud.validation`` with ``message_schema``'s columns.
+
+    Raises SourceError, naming the field, before any Spark job: an expression that does not parse, an unknown
+    column (listing ``df``'s), tx_datetime not a timestamp, tx_amount / label / features not numbers, an id of a
+    floating type, no transaction_id without ``row_number``.
+    """
+    columns = mapped_columns(df, mapping, row_number)
+    label = columns[LABEL_COLUMN]
+    columns[LABEL_COLUMN] = F.when(label.isNull() | label.isin(0, 1), label.cast("int")).otherwise(raise_input_error(
+        F.concat(F.lit("source mapping: label is "), label.cast("string"), F.lit(" for transaction "),
+                 F.coalesce(columns["TRANSACTION_ID"], F.lit("(null)")), F.lit("; a label is 1 (fraud) or 0"))))
+    if message:
+        columns[MESSAGE_COLUMN] = F.to_json(F.struct(*(F.col(f"`{c}`") for c in df.columns if c != _ROW)))
     return df.select(*(column.alias(name) for name, column in columns.items()))
+
+
+# ---------------------------------------------------------------- mapping Kafka messages
+
+_NUMERIC_FIELDS = ("tx_amount", "label")
+
+
+def bare_column(expression: str | None) -> str | None:
+    """The column an expression is, when it is nothing but a column name (``amt``, `` `amt` ``), else None."""
+    text = (expression or "").strip()
+    quoted = re.fullmatch(r"`([^`]+)`", text)
+    return quoted.group(1) if quoted else text if _NAME.fullmatch(text) else None
+
+
+def message_schema(spark: SparkSession, mapping: SourceMapping) -> StructType:
+    """The top-level fields of a JSON message the mapping's expressions read, each with the type it is parsed as:
+    ``double`` for a field that tx_amount, label or an own numeric feature is by itself (``amt``: a JSON number,
+    or a string holding one), ``string`` for every other (a JSON string as sent, any other token as its JSON
+    text: a 19-digit card number sent as a number keeps every digit; Spark SQL casts text where an expression
+    computes with it, e.g. ``timestamp'2017-01-01' + make_dt_interval(0, step)``).
+
+    The fields are found by analysing each expression against the fields found so far (Spark names the first
+    unknown column). Raises SourceError, naming the field, for an expression that does not parse.
+    """
+    numeric = {bare_column(expression) for expression in
+               [*(getattr(mapping, field) for field in _NUMERIC_FIELDS), *mapping.features.values()]} - {None}
+    names: dict[str, None] = {}
+    expressions = [(field, getattr(mapping, field)) for field in SourceMapping.model_fields
+                   if isinstance(getattr(mapping, field), str)]
+    expressions += [(f"features.{name}", e) for name, e in mapping.features.items()]
+    expressions += [(f"categorical.{name}", e) for name, e in mapping.categorical.items()]
+    for field, expression in expressions:
+        while True:
+            schema = StructType([StructField(name, StringType()) for name in names])
+            try:
+                spark.createDataFrame([], schema).select(F.expr(expression))
+                break
+            except ParseException as error:
+                raise SourceError(f"{field}: {expression!r} is not a Spark SQL expression: "
+                                  f"{str(error).strip().splitlines()[0]}") from None
+            except AnalysisException as error:
+                unknown = re.match(r"`((?:[^`]|``)+)`", (error.getMessageParameters() or {}).get("objectName") or "")
+                if not (error.getErrorClass() or "").startswith("UNRESOLVED_COLUMN") or unknown is None \
+                        or unknown.group(1) in names:
+                    break  # another fault: ``mapped_columns`` names it, on the typed fields
+                names[unknown.group(1).replace("``", "`")] = None
+    return StructType([StructField(name, DoubleType() if name in numeric else StringType()) for name in names])
 
 
 # ---------------------------------------------------------------- reading files with a mapping
@@ -251,11 +322,14 @@ def _referenced(df: DataFrame, expressions: list[str]) -> set[str]:
             if column.lower() in expression.lower() and not resolves(df.drop(column), expression)}
 
 
-def read_source(spark: SparkSession, path: str | Path, mapping: SourceMapping) -> DataFrame:
-    """The transactions at ``path`` (CSV or Parquet files, a Delta table) mapped by ``mapping`` (``apply``).
+def read_source(spark: SparkSession, path: str | Path, mapping: SourceMapping, message: bool = False) -> DataFrame:
+    """The transactions at ``path`` (CSV or Parquet files, a Delta table) mapped by ``mapping`` (``apply``, with
+    ``message``).
 
     CSV: a header line, column types inferred from the whole file (one pass over it), except the columns the id
-    fields name, read as text, so a card number above 2^53 (or 2^63) keeps every digit. Without transaction_id,
+    fields name, read as text, so a card number above 2^53 (or 2^63) keeps every digit, and dates and times, read
+    as the text the file holds, as a JSON message has them: one mapping (``to_timestamp(column, 'its format')``)
+    reads the file and the stream. Without transaction_id,
     the id is the row number in the files (``_numbered``), for files only.
 
     Raises InputError for a path that does not exist or holds none of those formats, SourceError (naming the
@@ -266,15 +340,17 @@ def read_source(spark: SparkSession, path: str | Path, mapping: SourceMapping) -
     if fmt == "csv":
         inferred = spark.read.options(header=True, inferSchema=True, mode="FAILFAST").csv(str(path))
         ids = _referenced(inferred, [expression for expression in (getattr(mapping, f) for f in IDS) if expression])
-        schema = ", ".join(f"`{f.name}` {'string' if f.name in ids else f.dataType.simpleString()}"
+        text = [f.name for f in inferred.schema.fields
+                if f.name in ids or isinstance(f.dataType, (DateType, TimestampType, TimestampNTZType))]
+        schema = ", ".join(f"`{f.name}` {'string' if f.name in text else f.dataType.simpleString()}"
                            for f in inferred.schema.fields)
         df = spark.read.options(header=True, mode="FAILFAST").schema(schema).csv(str(path))
     else:
         df = spark.read.format(fmt).load(str(path))
     if mapping.transaction_id is None and fmt != "delta":
-        mapped = apply(_numbered(df), mapping, F.col(_ROW))
+        mapped = apply(_numbered(df), mapping, F.col(_ROW), message)
     else:
-        mapped = apply(df, mapping)
+        mapped = apply(df, mapping, message=message)
     return mapped.transform(_required)
 
 
@@ -293,12 +369,13 @@ def _required(mapped: DataFrame) -> DataFrame:
     return mapped.withColumns({column: checked(column, field) for column, field in _REQUIRED.items()})
 
 
-def read_history(spark: SparkSession, path: str | Path, mapping: SourceMapping | None = None) -> DataFrame:
+def read_history(spark: SparkSession, path: str | Path, mapping: SourceMapping | None = None,
+                 message: bool = False) -> DataFrame:
     """A transaction history for the batch commands: ``fraud.io.read_transactions`` without a mapping, else
-    ``read_source``; an id that breaks the id rules (``fraud.schemas.id_text_problem``: what the stream
-    dead-letters) stops the job computing it, naming the transaction, the field and the rule (``raise_input_error``:
-    an InputError from the CLI). Raises InputError / SourceError."""
-    history = read_transactions(spark, path) if mapping is None else read_source(spark, path, mapping)
+    ``read_source`` (with ``message``); an id that breaks the id rules (``fraud.schemas.id_text_problem``: what the
+    stream dead-letters) stops the job computing it, naming the transaction, the field and the rule
+    (``raise_input_error``: an InputError from the CLI). Raises InputError / SourceError."""
+    history = read_transactions(spark, path) if mapping is None else read_source(spark, path, mapping, message)
     return _checked_ids(history, path)
 
 

@@ -55,7 +55,8 @@ from pyspark.sql.types import (
     StructType,
 )
 
-from fraud.schemas import ID_FIELDS, LABEL_FIELDS, TRANSACTION_FIELDS, id_text_problem
+from fraud.schemas import ID_COLUMNS, ID_FIELDS, LABEL_COLUMN, LABEL_FIELDS, TRANSACTION_FIELDS, id_text_problem
+from fraud.sources import OWN_PREFIX, SourceMapping, bare_column, mapped_columns, message_schema
 
 MAX_PAYLOAD_BYTES = 10_000
 MAX_CLOCK_SKEW = "1 day"  # an event time further ahead of its Kafka timestamp than this is refused
@@ -87,30 +88,28 @@ def _first_failure(checks: list[tuple[Column, Column | str]]) -> Column:
     return reason
 
 
-def validate_records(records: DataFrame, labels_topic: str | None = None) -> DataFrame:
+def validate_records(records: DataFrame, labels_topic: str | None = None,
+                     mapping: SourceMapping | None = None) -> DataFrame:
     """Kafka records (value, topic, partition, offset, timestamp) -> one row each: the parsed fields (FIELDS;
     the ids as text, null for a refused record; tx_datetime a UTC timestamp, null outside SINK_TIMES),
     ``payload`` (the value as text), the Kafka position (kafka_topic, kafka_partition, kafka_offset,
     kafka_timestamp), ``reason`` (null when valid), ``payload_bytes`` (the value's size) and ``payload_sha256`` (hex
     SHA-256 of the value, for a refused record only).
 
-    Records of ``labels_topic`` are checked as labels, all others as transactions.
+    Records of ``labels_topic`` are checked as labels, all others as transactions. With a source ``mapping``
+    (``fraud.sources``) the messages are the user's own JSON: the contract's fields are the mapping's expressions
+    over the message's fields (``_mapped_fields``), and the own features follow, as ``OWN_<name>`` columns
+    (double, or text for the categorical ones). Raises SourceError (before any job) for a mapping that does not fit.
     """
     payload = F.decode("value", "UTF-8")  # invalid bytes become U+FFFD (a plain cast would keep them)
-    text = F.from_json(payload, _AS_TEXT, {**_STRICT_JSON, "columnNameOfCorruptRecord": _CORRUPT})
-    typed = F.from_json(payload, _AS_TYPED, _STRICT_JSON)
-    parsed = records.select(
+    received = records.select(
         payload.alias("payload"), F.col("value").alias("_value"), F.length("value").alias("_bytes"),
-        text.alias("_text"), typed.alias("_typed"),
         F.col("topic").alias("kafka_topic"), F.col("partition").alias("kafka_partition"),
         F.col("offset").alias("kafka_offset"), F.col("timestamp").alias("kafka_timestamp"))
-    reads_like_other = functools.reduce(operator.or_, (
-        F.col(f"_text.{name}").isin("true", "false") | F.col(f"_text.{name}").rlike(r"^[\[{]") for name in ID_FIELDS))
-    parsed = parsed.withColumns({  # lazily: a when() branch is evaluated only for the rows it is taken on
-        _kind_column(kind): F.when(reads_like_other, F.from_json(
-            "payload", StructType([StructField(name, schema) for name in ID_FIELDS]), _STRICT_JSON))
-        for kind, schema in _OTHER_KINDS.items()})
-    event_time = F.to_timestamp("_text.tx_datetime")
+    is_label = F.col("kafka_topic") == labels_topic if labels_topic else F.lit(False)
+    parsed, fields, field_checks = (_contract_fields(received, is_label) if mapping is None
+                                    else _mapped_fields(received, is_label, mapping))
+    event_time = fields["tx_datetime"]
     checks: list[tuple[Column, Column | str]] = [
         (F.coalesce("_bytes", F.lit(0)) == 0, "empty payload"),
         (F.col("_bytes") > MAX_PAYLOAD_BYTES,
@@ -119,22 +118,11 @@ def validate_records(records: DataFrame, labels_topic: str | None = None) -> Dat
         (F.col("_text").isNull() | ~F.ltrim("payload").startswith("{"), "payload is not a JSON object"),
         (F.col(f"_text.{_CORRUPT}").isNotNull(), "malformed JSON"),
         (~F.rtrim("payload").endswith("}"), "malformed JSON: content after the object"),
-    ]
-    is_label = F.col("kafka_topic") == labels_topic if labels_topic else F.lit(False)
-    for name in FIELDS:
-        expected = ~is_label if name == TRANSACTION_ONLY else is_label if name == LABEL_ONLY else F.lit(True)
-        checks.append((expected & F.col(f"_text.{name}").isNull(), f"missing {name}"))
-        if name in NUMERIC_FIELDS:
-            kind = "an integer" if isinstance(NUMERIC_FIELDS[name], LongType) else "a number"
-            checks.append((expected & F.col(f"_typed.{name}").isNull(), f"{name} is not {kind}"))
-        checks += _id_checks(name) if name in ID_FIELDS else []
-    checks += [
-        (is_label & ~F.col("_typed.tx_fraud").isin(0, 1), "tx_fraud is not 0 or 1"),
-        (F.isnan("_typed.tx_amount") | F.col("_typed.tx_amount").isin(float("inf"), float("-inf")),
+        *field_checks,
+        (is_label & ~fields["tx_fraud"].isin(0, 1), "tx_fraud is not 0 or 1"),
+        (F.isnan(fields["tx_amount"]) | fields["tx_amount"].isin(float("inf"), float("-inf")),
          "tx_amount is not finite"),
-        (F.col("_typed.tx_amount") < 0, "tx_amount is negative"),
-        (~F.col("_text.tx_datetime").rlike(ISO_8601) | event_time.isNull(),
-         "tx_datetime is not an ISO-8601 date-time with seconds (and Z or a numeric offset, or none for UTC)"),
+        (fields["tx_amount"] < 0, "tx_amount is negative"),
         (in_sink_range(event_time).isNull(),
          f"tx_datetime is outside {SINK_TIMES[0][:10]} to {SINK_TIMES[1][:10]} (UTC), what the sinks store"),
         (in_sink_range(F.col("kafka_timestamp")).isNull(),
@@ -146,29 +134,117 @@ def validate_records(records: DataFrame, labels_topic: str | None = None) -> Dat
     # Without it Spark pushes such a filter below the parsing and inlines from_json into the condition, once per
     # field it reads: 27 parses per record, 5x the time (measured: 4.0 s instead of 0.8 s for 50,000 records).
     reason = F.col("_reason")
-    ids = {name: F.when(reason.isNull(), F.col(f"_text.{name}")) for name in ID_FIELDS}
+    own = [name for name in fields if name.startswith(OWN_PREFIX)]
     return parsed.withColumn("_reason", _first_failure(checks)).select(F.inline(F.array(F.struct(
-        ids["transaction_id"].alias("transaction_id"), in_sink_range(event_time).alias("tx_datetime"),
-        ids["customer_id"].alias("customer_id"), ids["terminal_id"].alias("terminal_id"),
-        *(F.col(f"_typed.{name}").alias(name) for name in ("tx_amount", "tx_fraud")),
+        *(in_sink_range(event_time).alias(name) if name == "tx_datetime" else
+          F.when(reason.isNull(), fields[name]).alias(name) for name in TRANSACTION_FIELDS if name != "tx_amount"),
+        fields["tx_amount"].alias("tx_amount"),
+        fields["tx_fraud"].cast("long").alias("tx_fraud"),
         "payload", "kafka_topic", "kafka_partition", "kafka_offset", "kafka_timestamp", reason.alias("reason"),
         F.coalesce("_bytes", F.lit(0)).alias("payload_bytes"),
-        F.when(reason.isNotNull(), F.sha2("_value", 256)).alias("payload_sha256")))))
+        F.when(reason.isNotNull(), F.sha2("_value", 256)).alias("payload_sha256"),
+        *(fields[name].alias(name) for name in own)))))
+
+
+_Fields = tuple[DataFrame, dict[str, Column], list[tuple[Column, Column | str]]]
+
+
+def _contract_fields(received: DataFrame, is_label: Column) -> _Fields:
+    """The message contract's fields of ``received`` (``validate_records``' columns): (the records with the parsed
+    value as ``_text`` and ``_typed``, each field's column by name, the field checks in order)."""
+    text = F.from_json("payload", _AS_TEXT, {**_STRICT_JSON, "columnNameOfCorruptRecord": _CORRUPT})
+    parsed = _with_kinds(received.select("*", text.alias("_text"),
+                                         F.from_json("payload", _AS_TYPED, _STRICT_JSON).alias("_typed")), ID_FIELDS)
+    checks: list[tuple[Column, Column | str]] = []
+    for name in FIELDS:
+        expected = ~is_label if name == TRANSACTION_ONLY else is_label if name == LABEL_ONLY else F.lit(True)
+        checks.append((expected & F.col(f"_text.{name}").isNull(), f"missing {name}"))
+        if name in NUMERIC_FIELDS:
+            kind = "an integer" if isinstance(NUMERIC_FIELDS[name], LongType) else "a number"
+            checks.append((expected & F.col(f"_typed.{name}").isNull(), f"{name} is not {kind}"))
+        checks += _id_checks(name) if name in ID_FIELDS else []
+    event_time = F.to_timestamp("_text.tx_datetime")
+    checks.append((~F.col("_text.tx_datetime").rlike(ISO_8601) | event_time.isNull(),
+                   "tx_datetime is not an ISO-8601 date-time with seconds (and Z or a numeric offset, or none for "
+                   "UTC)"))
+    fields = {**{name: F.col(f"_text.{name}") for name in ID_FIELDS}, "tx_datetime": event_time,
+              **{name: F.col(f"_typed.{name}") for name in NUMERIC_FIELDS}}
+    return parsed, fields, checks
+
+
+_CARRY = "__received"
+
+
+def _mapped_fields(received: DataFrame, is_label: Column, mapping: SourceMapping) -> _Fields:
+    """``_contract_fields`` for the user's own messages: the message's fields (``fraud.sources.message_schema``)
+    mapped by ``mapping``, then the own features. An id that is a message field by itself gets the contract's id
+    checks (a number that is not an integer, true / false, an array, an object: refused); every id the text rules.
+    A field the mapping gives no value for names its expression. Raises SourceError."""
+    schema = message_schema(received.sparkSession, mapping)
+    as_text = StructType([StructField(f.name, StringType()) for f in schema.fields] + [StructField(_CORRUPT,
+                                                                                                  StringType())])
+    bare_ids = {name: bare_column(getattr(mapping, name)) for name in ID_FIELDS if getattr(mapping, name)}
+    sent_ids = sorted({column for column in bare_ids.values() if column})
+    parsed = _with_kinds(received.select(
+        "*", F.from_json("payload", as_text, {**_STRICT_JSON, "columnNameOfCorruptRecord": _CORRUPT}).alias("_text"),
+        F.from_json("payload", StructType([StructField(c, DoubleType()) for c in sent_ids]), _STRICT_JSON)
+        .alias("_typed")), sent_ids)
+    message = parsed.select(*(F.col("_text").getField(f.name).cast(f.dataType).alias(f.name) for f in schema.fields),
+                            F.struct(*parsed.columns).alias(_CARRY))
+    columns = mapped_columns(message, mapping)
+    mapped = message.select(f"{_CARRY}.*", *(column.alias(f"_mapped_{name}") for name, column in columns.items()))
+    value = lambda name: F.col(f"_mapped_{name}")  # noqa: E731
+    checks: list[tuple[Column, Column | str]] = []
+    for name, column in zip(ID_FIELDS, ID_COLUMNS):
+        given = getattr(mapping, name)
+        checks.append((value(column).isNull(), f"missing {name}: {given!r} gave no value"))
+        source = bare_ids.get(name)
+        checks += (_id_checks(name, source) if source else
+                   [(id_text_problem(value(column), name).isNotNull(), id_text_problem(value(column), name))])
+    checks += [
+        (value("TX_DATETIME").isNull(), f"missing tx_datetime: {mapping.tx_datetime!r} gave no value (a format that "
+                                        "does not fit the text gives none)"),
+        (~is_label & value("TX_AMOUNT").isNull(), f"missing tx_amount: {mapping.tx_amount!r} gave no number"),
+        (is_label & F.lit(mapping.label is None), "the source mapping has no label: a label cannot be read"),
+        (is_label & value(LABEL_COLUMN).isNull(), f"missing tx_fraud: {mapping.label!r} gave no number"),
+    ]
+    fields = {**{name: value(column) for name, column in zip(ID_FIELDS, ID_COLUMNS)},
+              "tx_datetime": value("TX_DATETIME"), "tx_amount": value("TX_AMOUNT"), "tx_fraud": value(LABEL_COLUMN),
+              **{name: value(name) for name in [*mapping.own_features, *mapping.own_categorical]}}
+    return mapped, fields, checks
+
+
+def _with_kinds(parsed: DataFrame, ids: list[str] | tuple[str, ...]) -> DataFrame:
+    """``parsed`` with a column per other kind of JSON token (``_OTHER_KINDS``) holding the ``ids`` fields parsed as
+    that kind, only for the rare records where an id's text (``_text``) reads like one."""
+    if not ids:
+        return parsed.withColumns({_kind_column(kind): F.lit(None) for kind in _OTHER_KINDS})
+    text = lambda name: F.col("_text").getField(name)  # noqa: E731
+    reads_like_other = functools.reduce(operator.or_, (text(name).isin("true", "false") | text(name).rlike(r"^[\[{]")
+                                                       for name in ids))
+    return parsed.withColumns({  # lazily: a when() branch is evaluated only for the rows it is taken on
+        _kind_column(kind): F.when(reads_like_other, F.from_json(
+            "payload", StructType([StructField(name, schema) for name in ids]), _STRICT_JSON))
+        for kind, schema in _OTHER_KINDS.items()})
 
 
 def _kind_column(kind: str) -> str:
     return "_" + kind.replace(" ", "_")
 
 
-def _id_checks(name: str) -> list[tuple[Column, Column | str]]:
-    """The checks of the id field ``name`` (after "missing"), each with its reason; see the module doc."""
-    text, number = F.col(f"_text.{name}"), F.col(f"_typed.{name}")
+def _id_checks(name: str, field: str | None = None) -> list[tuple[Column, Column | str]]:
+    """The checks of the id ``name`` sent as the message field ``field`` (default: ``name``), after "missing",
+    each with its reason; see the module doc."""
+    field = field or name
+    text, number = F.col("_text").getField(field), F.col("_typed").getField(field)
+    shown = name if field == name else f"{name} ({field})"
     rule = "an id is a JSON string or integer"
     problem = id_text_problem(text, name)
     return [
         (number.isNotNull() & ~text.rlike(_INTEGER) & ~text.rlike(_DOUBLE_WORDS),
-         f"{name} is a number that is not an integer; {rule}"),
-        *((F.col(f"{_kind_column(kind)}.{name}").isNotNull(), f"{name} is {kind}; {rule}") for kind in _OTHER_KINDS),
+         f"{shown} is a number that is not an integer; {rule}"),
+        *((F.col(_kind_column(kind)).getField(field).isNotNull(), f"{shown} is {kind}; {rule}")
+          for kind in _OTHER_KINDS),
         (problem.isNotNull(), problem),
     ]
 

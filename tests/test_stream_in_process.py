@@ -9,7 +9,7 @@ import pytest
 
 from fraud.features import EXTRA_FEATURES, HANDBOOK_FEATURES, LABEL_DELAY_DAYS
 from fraud.features_pandas import add_all_features_pandas
-from fraud.producer import label_message, transaction_message
+from fraud.producer import transaction_message
 from fraud.stream.store import StateMismatchError
 from fraud.stream.warm_start import warm_start
 from fraud.testing.data import BROKEN_IDS, VALID, odd_id_messages, random_transactions
@@ -28,26 +28,6 @@ def stream(spark, tmp_path):
     running.stop()
 
 
-def send_in_order(stream: InProcessStream, transactions: pd.DataFrame, batches: int, label_delay_days=DELAY_DAYS):
-    """``batches`` micro-batches of transactions in event-time order (keyed by card: partition = card mod 3), each
-    after the labels known by its end (a label arriving before its transaction waits for it in the state)."""
-    transactions = transactions.sort_values(["TX_DATETIME", "TRANSACTION_ID"])
-    known_at = (transactions.TX_DATETIME + pd.Timedelta(days=label_delay_days)).to_numpy()
-    cuts = np.linspace(0, len(transactions), batches + 1).astype(int)
-    topics = stream.settings.kafka.topics
-    labelled = 0
-    for low, high in zip(cuts[:-1], cuts[1:]):
-        chunk = transactions.iloc[low:high]
-        due = len(transactions) if high == len(transactions) else int(np.searchsorted(
-            known_at, chunk.TX_DATETIME.max().to_datetime64(), side="right"))
-        if due > labelled:
-            stream.send(topics.labels, [label_message(row) for row in transactions.iloc[labelled:due].itertuples()])
-        labelled = due
-        stream.send(topics.raw, [transaction_message(row) for row in chunk.itertuples()],
-                    list(chunk.CUSTOMER_ID % 3))
-        stream.process()
-
-
 def published_features(stream: InProcessStream) -> pd.DataFrame:
     rows = [{"transaction_id": r["transaction_id"], "fraud_score": r["fraud_score"], "decision": r["decision"],
              **r["features"]} for r in stream.results()]
@@ -63,7 +43,7 @@ def batch_features(transactions: pd.DataFrame) -> pd.DataFrame:
 
 def test_streamed_features_and_scores_equal_the_batch_ones(stream):
     transactions = random_transactions(n=2500, days=100)
-    send_in_order(stream.start(), transactions, batches=12)
+    stream.start().send_in_order(transactions, batches=12)
     streamed = published_features(stream)
     expected = batch_features(transactions)
     assert streamed.index.is_unique and sorted(streamed.index) == sorted(expected.index)
@@ -77,7 +57,7 @@ def test_streamed_features_and_scores_equal_the_batch_ones(stream):
 
 def test_a_micro_batch_replayed_after_a_crash_publishes_the_same_records(stream):
     transactions = random_transactions(n=600, days=20)
-    send_in_order(stream.start(), transactions, batches=3)
+    stream.start().send_in_order(transactions, batches=3)
     first = list(stream.published)
     stream.stop()
     checkpoint = stream.settings.checkpoint_dir / "decision"
@@ -173,7 +153,7 @@ def test_a_warm_started_stream_scores_its_first_transactions_with_their_full_his
     history.to_parquet(tmp_path / "history.parquet", index=False, coerce_timestamps="us")  # what Spark 3.5 reads
     report = warm_start(spark, stream.settings, tmp_path / "history.parquet")
     assert report["card"]["keys"] == history.CUSTOMER_ID.nunique()
-    send_in_order(stream.start(), later, batches=4)  # the history's labels came with it
+    stream.start().send_in_order(later, batches=4)  # the history's labels came with it
     streamed = published_features(stream)
     expected = batch_features(transactions).loc[streamed.index]
     assert sorted(streamed.index) == sorted(later.TRANSACTION_ID.astype(str))

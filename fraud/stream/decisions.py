@@ -41,6 +41,7 @@ from fraud.features import CUSTOMER_FEATURES, DAY_US, TERMINAL_FEATURES
 from fraud.features_spark import add_calendar_features
 from fraud.schemas import FEATURES_COLUMN, JSON_OPTIONS, SCORED_ROW
 from fraud.scoring import scored_columns
+from fraud.sources import OWN_PREFIX, SourceMapping, stream_source
 from fraud.stream.state import (
     CARD,
     FEATURES,
@@ -59,6 +60,7 @@ from fraud.validation import in_sink_range, validate_records
 PASSED_ON = ["customer_id", "terminal_id"]
 BATCH_ID, QUERY_ID = "streaming.sql.batchId", "sql.streaming.queryId"  # Spark's task-context properties
 LETTER = "_dead_letter"
+OWN_FEATURES = "own_features"  # the result topic's object of a source mapping's own features
 # a dead letter keeps this much of its payload (with the payload's size and SHA-256; the record stays in Kafka at its
 # position): JSON-escaped, even control characters (6 characters each) keep it far below Kafka's 1 MB record limit
 LETTER_PAYLOAD_CHARS = 10_000
@@ -136,10 +138,12 @@ def keyed_by(rows: DataFrame, key: str, shards: int) -> DataFrame:
     return keyed.withColumn("shard", F.pmod(F.hash("key"), F.lit(shards))).repartition(shards, "key")
 
 
-def _state_rows(records: DataFrame, labels_topic: str | None) -> DataFrame:
+def _state_rows(records: DataFrame, labels_topic: str | None, mapping: SourceMapping | None) -> DataFrame:
     """Kafka records -> the rows the state stages take (ROW_COLUMNS but key, PASSED_ON, the Kafka position, and
-    reason and payload for the dead letters). ``labels_topic``: the records are labels (None: transactions)."""
-    validated = validate_records(records, labels_topic)
+    reason and payload for the dead letters), then the own features of a source ``mapping`` (``OWN_*``).
+    ``labels_topic``: the records are labels (None: transactions)."""
+    validated = validate_records(records, labels_topic, mapping)
+    own = own_columns(mapping)
     valid = F.col("reason").isNull()
     number = lambda column: F.when(valid, column).otherwise(0)  # noqa: E731  (pandas gets int64, not float64)
     return validated.select(
@@ -148,27 +152,35 @@ def _state_rows(records: DataFrame, labels_topic: str | None) -> DataFrame:
         F.col("tx_fraud").cast("double").alias("tx_fraud"), F.lit(labels_topic is not None).alias("is_label"),
         F.unix_millis("kafka_timestamp").alias("kafka_ms"), "transaction_id", "kafka_topic", "kafka_partition",
         "kafka_offset", "reason", F.when(~valid, F.substring("payload", 1, LETTER_PAYLOAD_CHARS)).alias("payload"),
-        "payload_bytes", "payload_sha256")
+        "payload_bytes", "payload_sha256", *own)
+
+
+def own_columns(mapping: SourceMapping | None) -> list[str]:
+    """The own features' columns of a source mapping (``OWN_*``: numbers, then categories); none without one."""
+    return [] if mapping is None else [*mapping.own_features, *mapping.own_categorical]
 
 
 def transaction_features(transactions: DataFrame, labels: DataFrame, settings: Settings,
                          state_dir: Path) -> DataFrame:
     """Kafka records of the transaction and label topics (two streaming DataFrames: value, topic, partition,
     offset, timestamp) -> one row per transaction scored, in handbook names (TRANSACTION_ID, TX_DATETIME, ...)
-    with every card and terminal feature, the calendar ones and _KAFKA_TIMESTAMP (LETTER null); and one per
-    dead letter (LETTER: DEAD_LETTER's fields but received_at).
+    with every card and terminal feature, the calendar ones, the own features of the source mapping
+    ``stream.source`` (``OWN_*``; the records are then the user's own messages, ``fraud.sources``) and
+    _KAFKA_TIMESTAMP (LETTER null); and one per dead letter (LETTER: DEAD_LETTER's fields but received_at).
+    Raises SourceError when that mapping does not fit (before any job).
 
     Each micro-batch reads and writes the state under ``state_dir`` (the keys it touches only). Transactions,
     dead letters among them, go to the card stage, then with the labels to the terminal stage, so each topic is
     read once and nothing filters the validated records before the stages.
     """
     conf = settings.stream
+    mapping = stream_source(settings)
     stage = functools.partial(_stage, folder=str(state_dir), shards=conf.state_shards, delay_days=conf.delay_days,
                               duplicate_days=conf.duplicate_days)
-    by_card = keyed_by(_state_rows(transactions, None), "customer_id", conf.state_shards)
+    by_card = keyed_by(_state_rows(transactions, None, mapping), "customer_id", conf.state_shards)
     cards = by_card.mapInPandas(functools.partial(stage, route=CARD), _with_features(by_card.schema,
                                                                                       CUSTOMER_FEATURES))
-    label_rows = _state_rows(labels, settings.kafka.topics.labels).select(
+    label_rows = _state_rows(labels, settings.kafka.topics.labels, mapping).select(
         "*", *(F.lit(None).cast("double").alias(name) for name in CUSTOMER_FEATURES))
     by_terminal = keyed_by(cards.drop("key", "shard").unionByName(label_rows), "terminal_id", conf.state_shards)
     terminals = by_terminal.mapInPandas(functools.partial(stage, route=TERMINAL),
@@ -181,13 +193,14 @@ def transaction_features(transactions: DataFrame, labels: DataFrame, settings: S
         F.col("transaction_id").alias("TRANSACTION_ID"), F.timestamp_micros("event_us").alias("TX_DATETIME"),
         F.col("customer_id").alias("CUSTOMER_ID"), F.col("terminal_id").alias("TERMINAL_ID"),
         F.col("tx_amount").alias("TX_AMOUNT"), F.timestamp_millis("kafka_ms").alias("_KAFKA_TIMESTAMP"),
-        *CUSTOMER_FEATURES, *TERMINAL_FEATURES,
+        *CUSTOMER_FEATURES, *TERMINAL_FEATURES, *own_columns(mapping),
         F.when(F.col("reason").isNotNull(), letter).alias(LETTER)).transform(add_calendar_features)
 
 
 def outgoing_records(plan: DataFrame, settings: Settings, score: Column) -> DataFrame:
     """Rows of ``transaction_features`` (below) -> (topic, key, value): a scored transaction (SCORED_ROW's fields
-    and the features object, as JSON keyed by transaction id) to the result topic; a dead letter (DEAD_LETTER,
+    and the features object, then the own features of a source mapping as the object OWN_FEATURES, by their names
+    in the mapping, as JSON keyed by transaction id) to the result topic; a dead letter (DEAD_LETTER,
     keyed by the record's Kafka position) to the dead-letter topic. ``score``: the model's pandas UDF column.
 
     ``scored_at`` and the letters' ``received_at`` are the micro-batch's time (``current_timestamp`` in a streaming
@@ -196,7 +209,10 @@ def outgoing_records(plan: DataFrame, settings: Settings, score: Column) -> Data
     topics = settings.kafka.topics
     is_letter = F.col(LETTER).isNotNull()
     now = F.current_timestamp()
-    scored = plan.withColumn("_score", score).select(LETTER, *scored_columns(F.col("_KAFKA_TIMESTAMP"), now))
+    own = [name for name in plan.columns if name.startswith(OWN_PREFIX)]
+    scored = plan.withColumn("_score", score).select(
+        LETTER, *scored_columns(F.col("_KAFKA_TIMESTAMP"), now),
+        *([F.struct(*(F.col(name).alias(name[len(OWN_PREFIX):]) for name in own)).alias(OWN_FEATURES)] if own else []))
     letter = F.struct(f"{LETTER}.*", now.alias("received_at"))
     return scored.select(
         F.when(is_letter, F.lit(topics.deadletter)).otherwise(F.lit(topics.scored)).alias("topic"),
@@ -204,7 +220,8 @@ def outgoing_records(plan: DataFrame, settings: Settings, score: Column) -> Data
                                                                                         "offset"))))
         .otherwise(F.col("transaction_id")).alias("key"),
         F.when(is_letter, F.to_json(letter, JSON_OPTIONS))
-        .otherwise(F.to_json(F.struct(*SCORED_ROW.fieldNames(), FEATURES_COLUMN), JSON_OPTIONS)).alias("value"))
+        .otherwise(F.to_json(F.struct(*SCORED_ROW.fieldNames(), FEATURES_COLUMN, *([OWN_FEATURES] if own else [])),
+                             JSON_OPTIONS)).alias("value"))
 
 
 def decision_plan(transactions: DataFrame, labels: DataFrame, settings: Settings, state_dir: Path,

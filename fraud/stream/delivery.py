@@ -49,6 +49,7 @@ from fraud.sinks import (
     write_to_delta,
     write_to_elasticsearch,
 )
+from fraud.sources import stream_source
 from fraud.validation import validate_records
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,7 @@ class DeliveryBatches:
     def __init__(self, settings: Settings, sinks: tuple[str, ...], owner: Callable[[], str],
                  stop: threading.Event | None = None):
         self.settings, self.sinks, self.owner, self.stop = settings, sinks, owner, stop
+        self.source = stream_source(settings)  # the labels' shape: the user's own, or the contract
 
     def __call__(self, records: DataFrame, batch_id: int) -> None:
         began = time.monotonic()
@@ -105,7 +107,7 @@ class DeliveryBatches:
                                                                JSON_OPTIONS).alias("d")).select("d.*")
             writes["mysql dead letters"] = lambda: write_dead_letters(letters, settings, tag)
         if counts.get(topics.labels) and ("delta" in sinks or "elasticsearch" in sinks):
-            labels = validate_records(of(topics.labels), topics.labels).where(F.col("reason").isNull())
+            labels = validate_records(of(topics.labels), topics.labels, self.source).where(F.col("reason").isNull())
             if "delta" in sinks:
                 writes["delta labels"] = lambda: upsert_labels(labels.select(*ARCHIVED, "tx_fraud", *KAFKA_POSITION),
                                                                settings.labels_table)

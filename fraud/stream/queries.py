@@ -36,6 +36,7 @@ from pyspark.sql.streaming import StreamingQuery
 from fraud.config import Settings
 from fraud.process import Child
 from fraud.sinks import check_sinks, require_text_ids
+from fraud.sources import stream_source
 from fraud.stream.decisions import decision_plan
 from fraud.stream.delivery import DEDUPLICATION_WINDOW, DeliveryBatches
 from fraud.stream.progress import ProgressToMysql
@@ -214,7 +215,7 @@ class Stream:
         newer = self.models.newer_than(self.serving)
         if newer is None or newer == self.refused:
             return
-        if (why := unservable(newer)) is not None:
+        if (why := unservable(newer, stream_source(self.settings))) is not None:
             log.warning("a newer model was published but is not served (the stream goes on with %s): %s",
                         self.serving, why)
             self.refused = newer

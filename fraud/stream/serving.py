@@ -15,7 +15,7 @@ import logging
 from pathlib import Path
 
 from fraud.config import PROJECT_ROOT, ConfigError, Settings
-from fraud.sources import OWN_PREFIX
+from fraud.sources import OWN_PREFIX, SourceMapping
 from training.artifacts import METADATA_FILE, ModelArtifact, load_model
 
 log = logging.getLogger(__name__)
@@ -52,28 +52,39 @@ def served_model(folder: Path, settings: Settings) -> ModelArtifact:
     return ModelArtifact(artifact.model, {**artifact.metadata, "thresholds": thresholds})
 
 
-def unservable(folder: Path) -> str | None:
-    """Why the stream cannot serve the model in ``folder`` (a model folder), or None. A model trained with a source
-    mapping's own features (its ``OWN_*`` inputs, ``fraud.sources``) needs them in every message, and the stream
-    reads the message contract's fields only (issue 15: no source mapping in the stream yet)."""
-    own = [name for name in json.loads((folder / METADATA_FILE).read_text())["features"]
-           if name.startswith(OWN_PREFIX)]
-    if not own:
+def unservable(folder: Path, mapping: SourceMapping | None = None) -> str | None:
+    """Why the stream cannot serve the model in ``folder`` (a model folder) to messages read with the source
+    ``mapping`` (None: the message contract), or None. A model trained with a source mapping's own features (its
+    ``OWN_*`` inputs, ``fraud.sources``) needs the stream's mapping to give each of them, of the same kind (a number,
+    or a category: metadata.json's ``categorical``); a model needing only the contract's fields scores any source."""
+    metadata = json.loads((folder / METADATA_FILE).read_text())
+    categorical = set(metadata.get("categorical", []))
+    given = ({**dict.fromkeys(mapping.own_features, "a number"), **dict.fromkeys(mapping.own_categorical,
+                                                                                   "a category")}
+             if mapping is not None else {})
+    missing = [name for name in metadata["features"] if name.startswith(OWN_PREFIX)
+               and given.get(name) != ("a category" if name in categorical else "a number")]
+    if not missing:
         return None
-    return (f"the model {folder} needs its source mapping's own features {own}, and the stream reads the message "
-            "contract's fields only: serve a model trained without own features (models/default scores any "
-            "mapped source sent by `fraud produce --source`)")
+    kinds = ", ".join(f"{name} ({'a category' if name in categorical else 'a number'})" for name in missing)
+    return (f"the model {folder} needs its source mapping's own features {missing}, and the stream's messages "
+            + ("are read as the message contract's fields (no stream.source)" if mapping is None
+               else "are read with a source mapping that does not give them so")
+            + f": start the stream with the mapping the model was trained with (--source; its metadata.json, "
+              f"'source', records it), giving {kinds}, or serve a model needing only the contract's fields "
+              "(models/default scores any source)")
 
 
-def check_servable(source: str | Path) -> None:
+def check_servable(source: str | Path, mapping: SourceMapping | None = None) -> None:
     """Raise ConfigError (exit code 2, before a JVM starts) when there is no model under ``source``, its newest's
-    metadata.json is not JSON with a list of features, or the stream cannot serve it (``unservable``)."""
+    metadata.json is not JSON with a list of features, or the stream cannot serve it to messages read with
+    ``mapping`` (``unservable``)."""
     try:
         folder = newest_model(source)
     except FileNotFoundError as error:
         raise ConfigError(str(error)) from None
     try:
-        why = unservable(folder)
+        why = unservable(folder, mapping)
     except (ValueError, KeyError, TypeError) as error:  # not JSON, or no list of features
         raise ConfigError(f"{folder / METADATA_FILE} is not a model's metadata ({type(error).__name__}: "
                           f"{str(error)[:200]})") from None

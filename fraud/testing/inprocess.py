@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import uuid
+import zlib
 from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -19,6 +21,9 @@ from pyspark.sql.streaming import StreamingQuery
 from pyspark.sql.types import BinaryType, IntegerType, LongType, StringType, StructField, StructType, TimestampType
 
 from fraud.config import PROJECT_ROOT, Settings
+from fraud.features import LABEL_DELAY_DAYS
+from fraud.producer import label_message, transaction_message
+from fraud.sources import MESSAGE_COLUMN
 from fraud.stream.queries import decision_query
 from fraud.testing.stack import stack_settings
 
@@ -73,6 +78,30 @@ class InProcessStream:
         partial = self.folder / f"{uuid.uuid4().hex}.parquet"
         pq.write_table(table, partial)
         partial.rename(self.inbox / topic / partial.name)  # whole files only: the source lists the folder
+
+    def send_in_order(self, transactions: pd.DataFrame, batches: int,
+                      label_delay_days: int = LABEL_DELAY_DAYS) -> None:
+        """``transactions`` (handbook columns) in ``batches`` micro-batches in event-time order (keyed by card:
+        partition = CRC-32 of the card mod 3), each after the labels known by its end (a label arriving before its
+        transaction waits for it in the state). Rows with MESSAGE_COLUMN (``fraud.producer.mapped_history``) are
+        sent as that message, their labels too; others as the message contract's."""
+        transactions = transactions.sort_values(["TX_DATETIME", "TRANSACTION_ID"])
+        known_at = (transactions.TX_DATETIME + pd.Timedelta(days=label_delay_days)).to_numpy()
+        cuts = np.linspace(0, len(transactions), batches + 1).astype(int)
+        topics = self.settings.kafka.topics
+        as_sent = lambda row, message: getattr(row, MESSAGE_COLUMN, None) or message(row)  # noqa: E731
+        labelled = 0
+        for low, high in zip(cuts[:-1], cuts[1:]):
+            chunk = transactions.iloc[low:high]
+            due = len(transactions) if high == len(transactions) else int(np.searchsorted(
+                known_at, chunk.TX_DATETIME.max().to_datetime64(), side="right"))
+            if due > labelled:
+                self.send(topics.labels, [as_sent(row, label_message)
+                                          for row in transactions.iloc[labelled:due].itertuples()])
+            labelled = due
+            self.send(topics.raw, [as_sent(row, transaction_message) for row in chunk.itertuples()],
+                      [zlib.crc32(str(card).encode()) % 3 for card in chunk.CUSTOMER_ID])
+            self.process()
 
     def process(self) -> list[dict]:
         """Run micro-batches until every file sent is read; returns the records published meanwhile."""
