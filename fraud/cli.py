@@ -506,15 +506,16 @@ def _stream(settings: Settings, model: str, source: str | None, sinks: str, quer
 @command("warm-start", "seed a new stream's card and terminal state from history",
          "Writes the card and terminal histories of the look-back before the newest transaction of a history into "
          "the stream's state (under stream.checkpoint_dir), so a new deployment scores its first transactions with "
-         "full features. Only a state that has not run yet is seeded.")
+         "full features. Only a state that has not run yet is seeded.", needs=(("source", "input"),))
 @input_option("Parquet / CSV / Delta history in the handbook's columns (default: the stream's own Delta archive, "
               "transactions_raw with its labels)")
-def _warm_start(settings: Settings, input: str | None) -> int:
+@source_option()
+def _warm_start(settings: Settings, input: str | None, source: SourceMapping | None) -> int:
     from fraud.spark import spark_session
     from fraud.stream.warm_start import warm_start
 
     with spark_session(settings, "fraud-warm-start") as spark:
-        print(json.dumps(warm_start(spark, settings, input)))
+        print(json.dumps(warm_start(spark, settings, input, source)))
     return 0
 
 

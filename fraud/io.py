@@ -20,7 +20,7 @@ from pyspark.sql.types import DecimalType, FractionalType
 
 from fraud.config import Settings
 from fraud.schemas import HANDBOOK_COLUMNS as REQUIRED
-from fraud.schemas import ID_COLUMNS
+from fraud.schemas import ID_COLUMNS, OWN_FEATURES_COLUMN, OWN_PREFIX
 from fraud.schemas import LABEL_COLUMN as LABEL
 
 
@@ -86,7 +86,9 @@ def read_transactions(spark: SparkSession, path: str | Path) -> DataFrame:
 
 def read_archive(spark: SparkSession, settings: Settings, as_of: datetime | None = None) -> DataFrame:
     """The stream's Delta archive as a history in canonical columns: each transaction of ``settings.raw_table`` once,
-    with TX_FRAUD its newest label in ``settings.labels_table`` (null: none known).
+    with TX_FRAUD its newest label in ``settings.labels_table`` (null: none known), and the own features of a stream
+    that read with a source mapping as ``OWN_<name>`` columns (``fraud.schemas.OWN_PREFIX``; null on rows archived
+    without them).
 
     ``as_of`` (naive UTC): only what had reached Kafka by then (the records' Kafka timestamps): later transactions
     are left out, a label that came later is not known (the labels archive keeps one label per transaction, the
@@ -94,6 +96,10 @@ def read_archive(spark: SparkSession, settings: Settings, as_of: datetime | None
     has archived nothing yet.
     """
     transactions = read_transactions(spark, settings.raw_table).drop(LABEL)
+    if OWN_FEATURES_COLUMN in transactions.columns:  # a stream reading with a source mapping: its own features
+        own = transactions.select(f"{OWN_FEATURES_COLUMN}.*").columns
+        transactions = transactions.select("*", *(F.col(OWN_FEATURES_COLUMN).getField(name).alias(OWN_PREFIX + name)
+                                                  for name in own))
     if as_of is not None:
         transactions = transactions.where(F.col("kafka_timestamp") <= F.lit(as_of))
     transactions = transactions.dropDuplicates(["TRANSACTION_ID"])

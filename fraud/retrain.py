@@ -8,7 +8,9 @@ label that comes; most transactions never get one). The split follows the label 
 by the newest archived transaction, training ends ``delay_days`` before them. A candidate
 of the chosen recipe is trained there and measured beside the model the stream serves,
 on the same test days; it is published into the stream's model folder (the hot reload
-serves it within seconds) only if it is better on the chosen metric. Either way the
+serves it within seconds) only if it is better on the chosen metric. The own features of
+a stream that reads with a source mapping, archived with its transactions, join the
+recipe's (``fraud.sources.archive_source``), and the served model is measured on them. Either way the
 candidate (``<state_dir>/retraining/archive-<as of>/``, its report with a "Publication"
 section), the archive snapshot it was trained on (``….history.parquet``) and the outcome
 (``….outcome.json``) stay beside each other.
@@ -30,6 +32,7 @@ from fraud.config import ConfigError, Settings
 from fraud.features import lookback_days
 from fraud.io import InputError, read_archive
 from fraud.schemas import LABEL_COLUMN
+from fraud.sources import archive_source, stream_source
 from fraud.stream.serving import check_servable, model_folder, newest_model
 from training.artifacts import METADATA_FILE
 from training.protocol import Split
@@ -76,7 +79,7 @@ def plan_retraining(settings: Settings, as_of: datetime | None = None, metric: s
     if (models / METADATA_FILE).exists():
         raise ConfigError(f"stream.model is the model folder {models}: a retrained model is published beside the "
                           "others in a folder of models whose newest is served (stream.model: models)")
-    check_servable(models)
+    check_servable(models, stream_source(settings))
     as_of = as_of or datetime.now(timezone.utc)
     if as_of.tzinfo is not None:  # naive: UTC already
         as_of = as_of.astimezone(timezone.utc).replace(tzinfo=None)
@@ -129,16 +132,17 @@ def retrain_from_archive(spark: SparkSession, settings: Settings, plan: Retraini
     """
     metric = plan.metric
     history = read_archive(spark, settings, plan.as_of).fillna({LABEL_COLUMN: 0})  # no chargeback (yet): genuine
+    archived = archive_source(history)  # a stream's own features (source mapping) join the recipe's
     split = _checked_split(history, plan, recipe.train_days, delay_days, test_days)
     log.info("retraining on the archive as of %s: %s", plan.as_of, split.describe())
     start = split.train_start - timedelta(days=lookback_days(delay_days) + 7)
     try:
         (history.where((F.col("TX_DATETIME") >= start) & (F.col("TX_DATETIME") < split.test_end))
          .write.mode("overwrite").parquet(str(plan.snapshot)))
-        candidate, artifact = train(spark, plan.snapshot, split, recipe, plan.candidate)
+        candidate, artifact = train(spark, plan.snapshot, split, recipe, plan.candidate, source=archived)
         assert artifact is not None  # saved: model_out was given
         served = newest_model(plan.target.parent)
-        serving = evaluate(spark, served, plan.snapshot, split)
+        serving = evaluate(spark, served, plan.snapshot, split, archived)
     except BaseException:
         shutil.rmtree(plan.snapshot, ignore_errors=True)
         shutil.rmtree(plan.candidate, ignore_errors=True)

@@ -78,6 +78,13 @@ SCORED_ROW = StructType([
     StructField("scored_at", TimestampType()),
 ])
 
+# A source mapping's own features (``fraud.sources``): the column of own feature NAME is OWN_PREFIX + NAME in the
+# handbook-column shape (no built-in feature starts with it); the stream publishes them on the result topic, and the
+# delivery keeps them in the Delta scored table and archive, as the struct OWN_FEATURES_COLUMN of NAME -> value
+# (a double, or text for a categorical one). ``fraud.io.read_archive`` turns it back into OWN_ columns.
+OWN_PREFIX = "OWN_"
+OWN_FEATURES_COLUMN = "own_features"
+
 # Where the stream delivers a scored row (MySQL, Elasticsearch, Delta) it adds when the decision was published: the
 # timestamp of its record on the result topic (which is that record's own Kafka timestamp). Null from a backfill.
 DECIDED_AT = "decided_at"

@@ -50,9 +50,8 @@ from pyspark.sql.types import (
 
 from fraud.config import ConfigError, Settings
 from fraud.io import InputError, input_format, raise_input_error, read_transactions
-from fraud.schemas import ID_COLUMNS, ID_MAX_CHARS, LABEL_COLUMN, id_text_problem
+from fraud.schemas import ID_COLUMNS, ID_MAX_CHARS, LABEL_COLUMN, OWN_PREFIX, id_text_problem
 
-OWN_PREFIX = "OWN_"  # the column of own feature NAME is OWN_NAME
 SINGLE_TERMINAL = "0"  # TERMINAL_ID of every row when terminal_id is not mapped
 MESSAGE_COLUMN = "MESSAGE"  # a row's own columns as JSON (``apply``)
 IDS = ("transaction_id", "customer_id", "terminal_id")
@@ -101,6 +100,26 @@ class SourceMapping(BaseModel):
     def own_categorical(self) -> list[str]:
         """The columns of the own categorical features (text), in mapping order."""
         return [OWN_PREFIX + name for name in self.categorical]
+
+    def own_features_type(self) -> StructType | None:
+        """The type of the OWN_FEATURES_COLUMN struct (``fraud.schemas``) of this mapping's own features (numbers
+        as doubles, categories as text), None when it has none."""
+        fields = [*(StructField(name, DoubleType()) for name in self.features),
+                  *(StructField(name, StringType()) for name in self.categorical)]
+        return StructType(fields) if fields else None
+
+
+def archive_source(history: DataFrame) -> SourceMapping | None:
+    """The mapping that reads ``history`` (``fraud.io.read_archive``: the handbook columns, then the own features of
+    a stream that read with a source mapping as ``OWN_*`` columns) with those own features: a double column is a
+    number, a text one a category. None when it has none."""
+    own = {f.name[len(OWN_PREFIX):]: f.dataType for f in history.schema.fields if f.name.startswith(OWN_PREFIX)}
+    if not own:
+        return None
+    return SourceMapping(transaction_id="TRANSACTION_ID", tx_datetime="TX_DATETIME", customer_id="CUSTOMER_ID",
+                         terminal_id="TERMINAL_ID", tx_amount="TX_AMOUNT", label=LABEL_COLUMN,
+                         features={n: OWN_PREFIX + n for n, kind in own.items() if not isinstance(kind, StringType)},
+                         categorical={n: OWN_PREFIX + n for n, kind in own.items() if isinstance(kind, StringType)})
 
 
 def stream_source(settings: Settings) -> SourceMapping | None:

@@ -55,8 +55,16 @@ from pyspark.sql.types import (
     StructType,
 )
 
-from fraud.schemas import ID_COLUMNS, ID_FIELDS, LABEL_COLUMN, LABEL_FIELDS, TRANSACTION_FIELDS, id_text_problem
-from fraud.sources import OWN_PREFIX, SourceMapping, bare_column, mapped_columns, message_schema
+from fraud.schemas import (
+    ID_COLUMNS,
+    ID_FIELDS,
+    LABEL_COLUMN,
+    LABEL_FIELDS,
+    OWN_PREFIX,
+    TRANSACTION_FIELDS,
+    id_text_problem,
+)
+from fraud.sources import SourceMapping, bare_column, mapped_columns, message_schema
 
 MAX_PAYLOAD_BYTES = 10_000
 MAX_CLOCK_SKEW = "1 day"  # an event time further ahead of its Kafka timestamp than this is refused

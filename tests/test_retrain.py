@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -14,6 +15,7 @@ from datetime import datetime, timedelta
 import pandas as pd
 import pytest
 from pyspark.errors import AnalysisException
+from pyspark.sql import functions as F
 
 from fraud.config import PROJECT_ROOT, ConfigError
 from fraud.io import InputError, read_archive
@@ -99,6 +101,38 @@ def test_a_candidate_is_published_only_when_it_beats_the_served_model(spark, arc
     with pytest.raises(ConfigError, match="archive-20180501T000001 exists: the archive as of 2018-05-01 00:00:01 UTC "
                                           "was retrained on already"):
         plan_retraining(settings, datetime(2018, 5, 1, 0, 0, 1))
+
+
+def test_the_own_features_a_stream_archived_join_the_candidate_and_the_comparison(spark, archive, tmp_path):
+    """A stream reading with a source mapping archives its own features (the ``own_features`` struct): retraining
+    reads them back as OWN_ columns, the candidate learns from them (a category from text), and a served model that
+    needs them is compared on them."""
+    delta, _ = archive
+    raw = spark.read.format("delta").load(str(delta / "transactions_raw"))
+    own = F.struct(F.floor(F.log10(F.col("tx_amount") + 1)).cast("double").alias("amount_digits"),
+                   F.date_format("tx_datetime", "E").alias("weekday"))
+    raw.withColumn("own_features", own).write.format("delta").save(str(tmp_path / "delta" / "transactions_raw"))
+    shutil.copytree(delta / "labels", tmp_path / "delta" / "labels")
+    models = tmp_path / "models"
+    constant_model(models / "first", "constant-1")
+    source = tmp_path / "source.yaml"  # the mapping the stream read with, which gave those own features
+    source.write_text("transaction_id: id\ntx_datetime: \"to_timestamp(time)\"\ncustomer_id: card\n"
+                      "terminal_id: shop\ntx_amount: amount\nfeatures:\n  amount_digits: \"floor(log10(amount + 1))\"\n"
+                      "categorical:\n  weekday: \"date_format(to_timestamp(time), 'E')\"\n")
+    settings = stack_settings(FRAUD_DELTA_DIR=str(tmp_path / "delta"), FRAUD_STREAM_MODEL=str(models),
+                              FRAUD_STATE_DIR=str(tmp_path / "state"), FRAUD_STREAM_SOURCE=str(source))
+    archived = read_archive(spark, settings).toPandas()
+    assert archived.OWN_weekday.isin(["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]).all()
+    assert (archived.OWN_amount_digits == (archived.TX_AMOUNT + 1).map(math.log10).map(math.floor)).all()
+    recipe = dataclasses.replace(shipped_recipe(), train_days=7)
+    outcome = retrain_from_archive(spark, settings, plan_retraining(settings, datetime(2018, 5, 1)), recipe,
+                                   delay_days=7, test_days=7)
+    candidate = json.loads((models / "archive-20180501T000000" / "metadata.json").read_text())
+    assert outcome["published"] and candidate["features"][-2:] == ["OWN_amount_digits", "OWN_weekday"]
+    assert candidate["categorical"] == ["OWN_weekday"]
+    again = retrain_from_archive(spark, settings, plan_retraining(settings, datetime(2018, 5, 1, 0, 0, 1)), recipe,
+                                 delay_days=7, test_days=7)  # the served model now needs them: compared on them
+    assert again["serving"]["version"] == candidate["version"] and again["serving"]["ap"] == again["candidate"]["ap"]
 
 
 @pytest.mark.parametrize("as_of, train_days, labels, message", [

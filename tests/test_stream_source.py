@@ -14,10 +14,12 @@ from fraud.clients.elasticsearch import elasticsearch_client
 from fraud.clients.kafka import kafka_producer
 from fraud.config import PROJECT_ROOT
 from fraud.features import EXTRA_FEATURES, HANDBOOK_FEATURES
+from fraud.io import read_archive
 from fraud.producer import Pace, load_history, mapped_history, replay
 from fraud.scoring import score_transactions
 from fraud.sources import SourceError, SourceMapping, load_source, read_history
 from fraud.stream.serving import unservable
+from fraud.stream.warm_start import warm_start
 from fraud.testing.inprocess import DEFAULT_MODEL, InProcessStream
 from fraud.testing.pipeline import StreamProcess, assert_exactly_once_everywhere, ids_in_sinks, mysql_count
 from training.artifacts import load_model
@@ -93,6 +95,29 @@ def test_the_users_own_messages_are_scored_with_their_own_features_as_the_backfi
     assert streamed.fraud_score.nunique() > 100  # the own features and the history move the scores
 
 
+def test_a_stream_warm_started_from_their_file_scores_its_first_messages_with_the_file_history(
+        spark, sparkov, sparkov_model, tmp_path):
+    """`fraud warm-start --input fraudTrain.csv --source sparkov.yaml`: the cards and merchants of the user's own
+    file seed the state, so a card's first streamed transaction counts the file's."""
+    stream = in_process(spark, tmp_path, sparkov_model)
+    report = warm_start(spark, stream.settings, REAL / "sparkov_train_head.csv", sparkov)
+    file = pd.read_csv(REAL / "sparkov_train_head.csv", dtype=str)
+    assert (report["card"]["keys"], report["terminal"]["keys"]) == (file.cc_num.nunique(), file.merchant.nunique())
+    last = file.iloc[-1]  # the same card a minute after the file's last transaction
+    message = {**last.to_dict(), "trans_num": "next", "amt": 10.0, "trans_date_trans_time": str(
+        pd.Timestamp(last.trans_date_trans_time) + pd.Timedelta(minutes=1))}
+    try:
+        stream.start().send(stream.settings.kafka.topics.raw, [json.dumps(message)])
+        stream.process()
+    finally:
+        stream.stop()
+    [scored] = stream.results()
+    day = pd.Timestamp(last.trans_date_trans_time) - pd.Timedelta(days=1)
+    mine = file[(file.cc_num == last.cc_num)
+                & (pd.to_datetime(file.trans_date_trans_time) > day + pd.Timedelta(minutes=1))]
+    assert scored["features"]["CUSTOMER_ID_NB_TX_1DAY_WINDOW"] == len(mine) + 1
+
+
 def _broken(row: dict, **change) -> str:
     return json.dumps({**row, **change})
 
@@ -163,7 +188,8 @@ def test_a_model_with_own_features_is_served_only_to_a_mapping_giving_them_of_th
 def test_the_sparkov_slice_streams_through_its_mapping_into_every_sink_ids_intact(
         pipeline, spark, sparkov_model, sparkov_sent, tmp_path):
     """Against the services: `fraud stream --source sparkov.yaml` serving the model with Sparkov's own features,
-    its messages and labels as its own producer sends them; every sink holds each row once with its ids exact."""
+    its messages and labels as its own producer sends them; every sink holds each row once with its ids exact, the
+    archive its labels and own features."""
     settings, env = pipeline("sparkov", FRAUD_STREAM_DELAY_DAYS=str(DELAY_DAYS))
     stream = StreamProcess(env, tmp_path / "stream.log", "--model", str(sparkov_model), "--source",
                            str(SPARKOV)).start()
@@ -181,10 +207,11 @@ def test_the_sparkov_slice_streams_through_its_mapping_into_every_sink_ids_intac
     expected = the_file_ids()
     assert ids_in_sinks(spark, settings) == {sink: expected for sink in ("mysql", "elasticsearch", "delta", "kafka")}
     assert_exactly_once_everywhere(spark, settings, [transaction_id for transaction_id, _, _ in expected])
-    archived = spark.read.format("delta").load(settings.labels_table).select("transaction_id", "tx_fraud").toPandas()
-    file = pd.read_csv(REAL / "sparkov_test_head.csv", dtype=str)
-    assert sorted(archived.transaction_id) == sorted(file.trans_num)
-    assert set(archived.transaction_id[archived.tx_fraud == 1]) == set(file.trans_num[file.is_fraud == "1"])
+    file = pd.read_csv(REAL / "sparkov_test_head.csv", dtype=str, keep_default_na=False).set_index("trans_num")
+    archive = read_archive(spark, settings).toPandas().set_index("TRANSACTION_ID").loc[file.index]
+    assert (archive.TX_FRAUD == file.is_fraud.astype(int)).all()  # every label, mapped from the same rows
+    assert (archive.OWN_category == file.category).all()  # the own features, archived for retraining
+    assert (archive.OWN_city_pop == file.city_pop.astype(float)).all()
 
 
 def es_labelled(settings) -> int:

@@ -39,9 +39,9 @@ from pyspark.sql.types import DoubleType, StructField, StructType
 from fraud.config import Settings
 from fraud.features import CUSTOMER_FEATURES, DAY_US, TERMINAL_FEATURES
 from fraud.features_spark import add_calendar_features
-from fraud.schemas import FEATURES_COLUMN, JSON_OPTIONS, SCORED_ROW
+from fraud.schemas import FEATURES_COLUMN, JSON_OPTIONS, OWN_FEATURES_COLUMN, OWN_PREFIX, SCORED_ROW
 from fraud.scoring import scored_columns
-from fraud.sources import OWN_PREFIX, SourceMapping, stream_source
+from fraud.sources import SourceMapping, stream_source
 from fraud.stream.state import (
     CARD,
     FEATURES,
@@ -60,7 +60,6 @@ from fraud.validation import in_sink_range, validate_records
 PASSED_ON = ["customer_id", "terminal_id"]
 BATCH_ID, QUERY_ID = "streaming.sql.batchId", "sql.streaming.queryId"  # Spark's task-context properties
 LETTER = "_dead_letter"
-OWN_FEATURES = "own_features"  # the result topic's object of a source mapping's own features
 # a dead letter keeps this much of its payload (with the payload's size and SHA-256; the record stays in Kafka at its
 # position): JSON-escaped, even control characters (6 characters each) keep it far below Kafka's 1 MB record limit
 LETTER_PAYLOAD_CHARS = 10_000
@@ -199,7 +198,7 @@ def transaction_features(transactions: DataFrame, labels: DataFrame, settings: S
 
 def outgoing_records(plan: DataFrame, settings: Settings, score: Column) -> DataFrame:
     """Rows of ``transaction_features`` (below) -> (topic, key, value): a scored transaction (SCORED_ROW's fields
-    and the features object, then the own features of a source mapping as the object OWN_FEATURES, by their names
+    and the features object, then the own features of a source mapping as the object OWN_FEATURES_COLUMN, by their names
     in the mapping, as JSON keyed by transaction id) to the result topic; a dead letter (DEAD_LETTER,
     keyed by the record's Kafka position) to the dead-letter topic. ``score``: the model's pandas UDF column.
 
@@ -210,9 +209,11 @@ def outgoing_records(plan: DataFrame, settings: Settings, score: Column) -> Data
     is_letter = F.col(LETTER).isNotNull()
     now = F.current_timestamp()
     own = [name for name in plan.columns if name.startswith(OWN_PREFIX)]
+    published = [*SCORED_ROW.fieldNames(), FEATURES_COLUMN, *([OWN_FEATURES_COLUMN] if own else [])]
     scored = plan.withColumn("_score", score).select(
         LETTER, *scored_columns(F.col("_KAFKA_TIMESTAMP"), now),
-        *([F.struct(*(F.col(name).alias(name[len(OWN_PREFIX):]) for name in own)).alias(OWN_FEATURES)] if own else []))
+        *([F.struct(*(F.col(name).alias(name[len(OWN_PREFIX):]) for name in own)).alias(OWN_FEATURES_COLUMN)]
+          if own else []))
     letter = F.struct(f"{LETTER}.*", now.alias("received_at"))
     return scored.select(
         F.when(is_letter, F.lit(topics.deadletter)).otherwise(F.lit(topics.scored)).alias("topic"),
@@ -220,8 +221,7 @@ def outgoing_records(plan: DataFrame, settings: Settings, score: Column) -> Data
                                                                                         "offset"))))
         .otherwise(F.col("transaction_id")).alias("key"),
         F.when(is_letter, F.to_json(letter, JSON_OPTIONS))
-        .otherwise(F.to_json(F.struct(*SCORED_ROW.fieldNames(), FEATURES_COLUMN, *([OWN_FEATURES] if own else [])),
-                             JSON_OPTIONS)).alias("value"))
+        .otherwise(F.to_json(F.struct(*published), JSON_OPTIONS)).alias("value"))
 
 
 def decision_plan(transactions: DataFrame, labels: DataFrame, settings: Settings, state_dir: Path,

@@ -8,7 +8,8 @@ writes, concurrently:
   ``decided_at``: the record's Kafka timestamp, when the decision was published) to
   MySQL ``scored_transactions`` (upsert), Elasticsearch (document id = transaction id)
   and Delta ``scored_transactions``; and their transaction fields to the Delta
-  archive ``transactions_raw``: what was decided, so a transaction sent twice is
+  archive ``transactions_raw`` (with a source mapping's own features, ``own_features``,
+  in both Delta tables): what was decided, so a transaction sent twice is
   archived once (the decision query decides a transaction id once);
 - dead letters to MySQL ``dead_letters`` (upsert by Kafka position);
 - valid labels (``fraud.validation``) to the Delta archive ``labels`` (one row per
@@ -39,7 +40,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StructField, StructType
 
 from fraud.config import Settings
-from fraud.schemas import DEAD_LETTER, DECIDED_AT, FEATURES_COLUMN, JSON_OPTIONS, SCORED_ROW
+from fraud.schemas import DEAD_LETTER, DECIDED_AT, FEATURES_COLUMN, JSON_OPTIONS, OWN_FEATURES_COLUMN, SCORED_ROW
 from fraud.scoring import FEATURES_TYPE
 from fraud.sinks import (
     scored_writers,
@@ -67,7 +68,12 @@ class DeliveryBatches:
     def __init__(self, settings: Settings, sinks: tuple[str, ...], owner: Callable[[], str],
                  stop: threading.Event | None = None):
         self.settings, self.sinks, self.owner, self.stop = settings, sinks, owner, stop
-        self.source = stream_source(settings)  # the labels' shape: the user's own, or the contract
+        source = stream_source(settings)
+        self.source = source  # the labels' shape: the user's own, or the contract
+        own = source.own_features_type() if source is not None else None
+        # what the result topic carries; a source mapping's own features too (archived with the transactions)
+        self.result = RESULT if own is None else StructType([*RESULT.fields, StructField(OWN_FEATURES_COLUMN, own)])
+        self.archived = [*ARCHIVED, "tx_amount", "kafka_timestamp", *([OWN_FEATURES_COLUMN] if own else [])]
 
     def __call__(self, records: DataFrame, batch_id: int) -> None:
         began = time.monotonic()
@@ -93,7 +99,7 @@ class DeliveryBatches:
         of = lambda topic: records.where(F.col("topic") == topic)  # noqa: E731
         writes: dict[str, Callable[[], None]] = {}
         if counts.get(topics.scored):
-            scored = of(topics.scored).select(F.from_json(F.col("value").cast("string"), RESULT, JSON_OPTIONS)
+            scored = of(topics.scored).select(F.from_json(F.col("value").cast("string"), self.result, JSON_OPTIONS)
                                               .alias("r"), F.col("timestamp").alias(DECIDED_AT)).select("r.*",
                                                                                                       DECIDED_AT)
             writes.update({f"{sink} scored": write for sink, write in
@@ -101,7 +107,7 @@ class DeliveryBatches:
                                           batch).items()})
             if "delta" in sinks:
                 writes["delta transactions"] = lambda: write_to_delta(
-                    scored.select(*ARCHIVED, "tx_amount", "kafka_timestamp"), settings.raw_table, batch)
+                    scored.select(*self.archived), settings.raw_table, batch)
         if counts.get(topics.deadletter) and "mysql" in sinks:
             letters = of(topics.deadletter).select(F.from_json(F.col("value").cast("string"), DEAD_LETTER,
                                                                JSON_OPTIONS).alias("d")).select("d.*")

@@ -15,7 +15,8 @@ import logging
 from pathlib import Path
 
 from fraud.config import PROJECT_ROOT, ConfigError, Settings
-from fraud.sources import OWN_PREFIX, SourceMapping
+from fraud.schemas import OWN_PREFIX
+from fraud.sources import SourceMapping
 from training.artifacts import METADATA_FILE, ModelArtifact, load_model
 
 log = logging.getLogger(__name__)

@@ -25,7 +25,8 @@ from pyspark.sql import functions as F
 from fraud.config import Settings
 from fraud.features import DAY_US, customer_history_days, id_order
 from fraud.features_pandas import customer_features
-from fraud.io import read_archive, read_transactions
+from fraud.io import read_archive
+from fraud.sources import SourceMapping, read_history
 from fraud.stream.decisions import id_hash, keyed_by
 from fraud.stream.queries import state_folder
 from fraud.stream.state import (
@@ -80,9 +81,11 @@ def _seed(frames: Iterator[pd.DataFrame], *, route: str, folder: str, shards: in
                             "records": [sum(u.records for u in updates.values())]})
 
 
-def warm_start(spark: SparkSession, settings: Settings, history: str | Path | None = None) -> dict[str, object]:
-    """Seed the decision query's state from ``history`` (a Parquet / CSV / Delta path; None: the stream's Delta
-    archive). Returns what was written: keys and records per route, the history's last event time.
+def warm_start(spark: SparkSession, settings: Settings, history: str | Path | None = None,
+               source: SourceMapping | None = None) -> dict[str, object]:
+    """Seed the decision query's state from ``history`` (a Parquet / CSV / Delta path, read with the source mapping
+    ``source`` when given: ``fraud.sources.read_history``; None: the stream's Delta archive). Returns what was
+    written: keys and records per route, the history's last event time.
 
     Raises StateMismatchError when the state already served a micro-batch, fraud.io.InputError for a history
     that cannot be read.
@@ -91,7 +94,7 @@ def warm_start(spark: SparkSession, settings: Settings, history: str | Path | No
     if state_size(folder).keys or any(folder.glob("*.sqlite")):
         raise StateMismatchError(f"{folder} already holds state: a warm start seeds a new deployment only (remove "
                                  f"{folder} and the checkpoints under {settings.checkpoint_dir} to start over)")
-    transactions = read_transactions(spark, history) if history else read_archive(spark, settings)
+    transactions = read_history(spark, history, source) if history else read_archive(spark, settings)
     last = transactions.agg(F.max("TX_DATETIME")).first()
     assert last is not None  # an aggregate without grouping has one row
     end = last[0]
