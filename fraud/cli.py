@@ -105,7 +105,10 @@ def _source_file(ctx: click.Context, param: click.Parameter, value: str | None) 
         return None
     given = ctx.get_parameter_source(param.name or "") is ParameterSource.COMMANDLINE
     path = Path(value).resolve() if given else PROJECT_ROOT / value
-    _source(ctx, param, str(path))
+    if _source(ctx, param, str(path)).transaction_id is None:
+        from fraud.sources import SourceError
+        raise SourceError(f"source mapping {path}: transaction_id: not mapped, and a stream has no row numbers to "
+                          "stand for it: map it to your messages' transaction id")
     return str(path)
 
 

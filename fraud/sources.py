@@ -200,18 +200,24 @@ def _time(df: DataFrame, field: str, expression: str) -> Column:
     raise SourceError(f"{field}: {expression!r} is {kind.simpleString()}, not a timestamp: {hint}")
 
 
-def _number(df: DataFrame, field: str, expression: str, cast: str) -> Column:
+def _number(df: DataFrame, field: str, expression: str, cast: str, from_text: bool = False) -> Column:
     column, kind = _typed(df, field, expression)
-    if isinstance(kind, (NumericType, BooleanType)):
+    if isinstance(kind, (NumericType, BooleanType)) or (from_text and isinstance(kind, StringType)):
         return column.cast(cast)
     raise SourceError(f"{field}: {expression!r} is {kind.simpleString()}, not a number"
                       + (f" (text: cast({expression} AS double) if it holds numbers)"
                          if isinstance(kind, StringType) else ""))
 
 
-def mapped_columns(df: DataFrame, mapping: SourceMapping, row_number: Column | None = None) -> dict[str, Column]:
+_NUMBERS = {"TX_AMOUNT": "tx_amount", LABEL_COLUMN: "label"}  # the numeric contract fields: column -> mapping field
+
+
+def mapped_columns(df: DataFrame, mapping: SourceMapping, row_number: Column | None = None,
+                   from_text: bool = False) -> dict[str, Column]:
     """The columns ``apply`` selects, by name, as expressions over ``df``'s columns (checked as ``apply`` says),
-    but TX_FRAUD: the label as given, a double (null when not mapped)."""
+    but TX_FRAUD: the label as given, a double (null when not mapped). ``from_text``: tx_amount, label and the own
+    numeric features may be text, read as numbers (a JSON message's fields: ``message_schema``; text that is not
+    a number gives null, ``unread_numbers`` says where)."""
     if mapping.transaction_id:
         transaction_id = _id(df, "transaction_id", mapping.transaction_id)
     elif row_number is not None:
@@ -225,15 +231,30 @@ def mapped_columns(df: DataFrame, mapping: SourceMapping, row_number: Column | N
         "CUSTOMER_ID": _id(df, "customer_id", mapping.customer_id),
         "TERMINAL_ID": (_id(df, "terminal_id", mapping.terminal_id) if mapping.terminal_id
                         else F.lit(SINGLE_TERMINAL)),
-        "TX_AMOUNT": _number(df, "tx_amount", mapping.tx_amount, "double"),
-        LABEL_COLUMN: (_number(df, "label", mapping.label, "double") if mapping.label
+        "TX_AMOUNT": _number(df, "tx_amount", mapping.tx_amount, "double", from_text),
+        LABEL_COLUMN: (_number(df, "label", mapping.label, "double", from_text) if mapping.label
                        else F.lit(None).cast("double")),  # as given: ``apply`` checks it is 0 or 1
     }
     for name, expression in mapping.features.items():
-        columns[OWN_PREFIX + name] = _number(df, f"features.{name}", expression, "double")
+        columns[OWN_PREFIX + name] = _number(df, f"features.{name}", expression, "double", from_text)
     for name, expression in mapping.categorical.items():
         columns[OWN_PREFIX + name] = _typed(df, f"categorical.{name}", expression)[0].cast("string")
     return columns
+
+
+def unread_numbers(df: DataFrame, mapping: SourceMapping) -> dict[str, tuple[str, str, Column]]:
+    """The numeric fields of ``mapping`` (by mapped column: TX_AMOUNT, TX_FRAUD, OWN_<name>) whose expression gives
+    text over ``df``, each with (its mapping field, its expression, a column holding that text where it is not a
+    number, else null): what ``mapped_columns(from_text=True)`` read as null."""
+    numeric = {column: (field, getattr(mapping, field)) for column, field in _NUMBERS.items()
+               if getattr(mapping, field)}
+    numeric.update({OWN_PREFIX + name: (f"features.{name}", e) for name, e in mapping.features.items()})
+    unread = {}
+    for column, (field, expression) in numeric.items():
+        text, kind = _typed(df, field, expression)
+        if isinstance(kind, StringType):
+            unread[column] = (field, expression, F.when(text.cast("double").isNull(), text))
+    return unread
 
 
 def apply(df: DataFrame, mapping: SourceMapping, row_number: Column | None = None,
@@ -264,34 +285,38 @@ def apply(df: DataFrame, mapping: SourceMapping, row_number: Column | None = Non
 
 # ---------------------------------------------------------------- mapping Kafka messages
 
-_NUMERIC_FIELDS = ("tx_amount", "label")
+# functions Spark calls without parentheses when no column has the name: in a message they are its fields (write
+# current_date() for the function)
+_NILADIC = ("current_date", "current_timestamp", "current_user", "session_user", "user")
 
 
 def bare_column(expression: str | None) -> str | None:
     """The column an expression is, when it is nothing but a column name (``amt``, `` `amt` ``), else None."""
     text = (expression or "").strip()
-    quoted = re.fullmatch(r"`([^`]+)`", text)
-    return quoted.group(1) if quoted else text if _NAME.fullmatch(text) else None
+    quoted = re.fullmatch(r"`((?:[^`]|``)+)`", text)
+    return quoted.group(1).replace("``", "`") if quoted else text if _NAME.fullmatch(text) else None
 
 
 def message_schema(spark: SparkSession, mapping: SourceMapping) -> StructType:
-    """The top-level fields of a JSON message the mapping's expressions read, each with the type it is parsed as:
-    ``double`` for a field that tx_amount, label or an own numeric feature is by itself (``amt``: a JSON number,
-    or a string holding one), ``string`` for every other (a JSON string as sent, any other token as its JSON
-    text: a 19-digit card number sent as a number keeps every digit; Spark SQL casts text where an expression
-    computes with it, e.g. ``timestamp'2017-01-01' + make_dt_interval(0, step)``).
+    """The top-level fields of a JSON message the mapping's expressions read, all as text: a JSON string as sent,
+    any other token as its JSON text (a 19-digit card number sent as a number keeps every digit). tx_amount, label
+    and the own numeric features read text as numbers (``mapped_columns(from_text=True)``: "12.50" or 12.5); Spark
+    SQL casts text where an expression computes with it (``timestamp'2017-01-01' + make_dt_interval(0, step)``),
+    not in every function (``timestamp_seconds(cast(ts AS double))``). A name is matched as written: JSON keys are
+    case-sensitive.
 
     The fields are found by analysing each expression against the fields found so far (Spark names the first
-    unknown column). Raises SourceError, naming the field, for an expression that does not parse.
+    unknown column); a name Spark would read as a function without parentheses (``user``, ``current_date``) is a
+    field. Raises SourceError, naming the field, for an expression that does not parse.
     """
-    numeric = {bare_column(expression) for expression in
-               [*(getattr(mapping, field) for field in _NUMERIC_FIELDS), *mapping.features.values()]} - {None}
     names: dict[str, None] = {}
     expressions = [(field, getattr(mapping, field)) for field in SourceMapping.model_fields
                    if isinstance(getattr(mapping, field), str)]
     expressions += [(f"features.{name}", e) for name, e in mapping.features.items()]
     expressions += [(f"categorical.{name}", e) for name, e in mapping.categorical.items()]
     for field, expression in expressions:
+        names.update(dict.fromkeys(name for name in _NILADIC
+                                   if re.search(rf"(?<![\w.`]){name}(?![\w`]|\s*\()", expression, re.IGNORECASE)))
         while True:
             schema = StructType([StructField(name, StringType()) for name in names])
             try:
@@ -301,12 +326,13 @@ def message_schema(spark: SparkSession, mapping: SourceMapping) -> StructType:
                 raise SourceError(f"{field}: {expression!r} is not a Spark SQL expression: "
                                   f"{str(error).strip().splitlines()[0]}") from None
             except AnalysisException as error:
-                unknown = re.match(r"`((?:[^`]|``)+)`", (error.getMessageParameters() or {}).get("objectName") or "")
+                named = re.match(r"`(?:[^`]|``)+`", (error.getMessageParameters() or {}).get("objectName") or "")
+                unknown = bare_column(named.group(0)) if named else None  # a.b: its first part, the message's field
                 if not (error.getErrorClass() or "").startswith("UNRESOLVED_COLUMN") or unknown is None \
-                        or unknown.group(1) in names:
+                        or unknown in names:
                     break  # another fault: ``mapped_columns`` names it, on the typed fields
-                names[unknown.group(1).replace("``", "`")] = None
-    return StructType([StructField(name, DoubleType() if name in numeric else StringType()) for name in names])
+                names[unknown] = None
+    return StructType([StructField(name, StringType()) for name in names])
 
 
 # ---------------------------------------------------------------- reading files with a mapping

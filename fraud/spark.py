@@ -56,6 +56,10 @@ def build_spark_session(settings: Settings, app_name: str, *, master: str | None
         # a small append's commit; the same parallelism as every other shuffle is enough
         .config("spark.databricks.delta.snapshotPartitions", str(settings.spark.shuffle_partitions))
         .config("spark.sql.session.timeZone", "UTC")
+        # a date-time text that does not fit its pattern (to_timestamp in a source mapping) reads as null: Spark 3.5's
+        # default (EXCEPTION) fails the whole job or micro-batch for text the old parser would have read differently
+        # ("2020-6-21 12:14:25" with yyyy-MM-dd), so one message could stop the stream
+        .config("spark.sql.legacy.timeParserPolicy", "CORRECTED")
         .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
         .config("spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")

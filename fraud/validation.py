@@ -64,7 +64,7 @@ from fraud.schemas import (
     TRANSACTION_FIELDS,
     id_text_problem,
 )
-from fraud.sources import SourceMapping, bare_column, mapped_columns, message_schema
+from fraud.sources import SourceError, SourceMapping, bare_column, mapped_columns, message_schema, unread_numbers
 
 MAX_PAYLOAD_BYTES = 10_000
 MAX_CLOCK_SKEW = "1 day"  # an event time further ahead of its Kafka timestamp than this is refused
@@ -199,8 +199,16 @@ def _mapped_fields(received: DataFrame, is_label: Column, mapping: SourceMapping
         .alias("_typed")), sent_ids)
     message = parsed.select(*(F.col("_text").getField(f.name).cast(f.dataType).alias(f.name) for f in schema.fields),
                             F.struct(*parsed.columns).alias(_CARRY))
-    columns = mapped_columns(message, mapping)
-    mapped = message.select(f"{_CARRY}.*", *(column.alias(f"_mapped_{name}") for name, column in columns.items()))
+    try:
+        columns = mapped_columns(message, mapping, from_text=True)
+    except SourceError as error:
+        if "DATATYPE_MISMATCH" not in str(error):
+            raise
+        raise SourceError(f"{error} (a message's fields are text: cast(field AS double) where a function needs a "
+                          "number)") from None
+    unread = unread_numbers(message, mapping)
+    mapped = message.select(f"{_CARRY}.*", *(column.alias(f"_mapped_{name}") for name, column in columns.items()),
+                            *(text.alias(f"_unread_{name}") for name, (_, _, text) in unread.items()))
     value = lambda name: F.col(f"_mapped_{name}")  # noqa: E731
     checks: list[tuple[Column, Column | str]] = []
     for name, column in zip(ID_FIELDS, ID_COLUMNS):
@@ -209,6 +217,10 @@ def _mapped_fields(received: DataFrame, is_label: Column, mapping: SourceMapping
         source = bare_ids.get(name)
         checks += (_id_checks(name, source) if source else
                    [(id_text_problem(value(column), name).isNotNull(), id_text_problem(value(column), name))])
+    for column, (field, expression, _) in unread.items():  # text that is not a number, where a number is read
+        quoted = F.regexp_extract(F.to_json(F.array(F.substring(f"_unread_{column}", 1, 40))), r"^\[(.*)\]$", 1)
+        checks.append(((is_label if column == LABEL_COLUMN else ~is_label) & F.col(f"_unread_{column}").isNotNull(),
+                       F.concat(F.lit(f"{field}: {expression!r} gave the text "), quoted, F.lit(", not a number"))))
     checks += [
         (value("TX_DATETIME").isNull(), f"missing tx_datetime: {mapping.tx_datetime!r} gave no value (a format that "
                                         "does not fit the text gives none)"),

@@ -126,7 +126,13 @@ def test_a_message_the_mapping_cannot_read_is_a_dead_letter_naming_the_field(spa
     first = json.loads(sparkov_sent.MESSAGE.iloc[0])
     without_id = {k: v for k, v in first.items() if k != "trans_num"}
     broken = {
-        _broken(first, trans_num="a1", amt="twelve"): "missing tx_amount: 'amt' gave no number",
+        _broken(first, trans_num="a1", amt="twelve"): "tx_amount: 'amt' gave the text \"twelve\", not a number",
+        _broken(first, trans_num="a6", city_pop="many"): "features.city_pop: 'city_pop' gave the text \"many\", not a "
+                                                         "number",
+        _broken(first, trans_num="a7", trans_date_trans_time="2019-1-1 10:00:00"):  # once a micro-batch's failure
+            "missing tx_datetime: \"to_timestamp(trans_date_trans_time, 'yyyy-MM-dd HH:mm:ss')\" gave no value (a "
+            "format that does not fit the text gives none)",
+        _broken(first, trans_num="a8", amt=None): "missing tx_amount: 'amt' gave no number",
         _broken(first, trans_num="a2", cc_num=4.5): "customer_id (cc_num) is a number that is not an integer; an id "
                                                     "is a JSON string or integer",
         _broken(first, trans_num="a3", merchant=["shop"]): "terminal_id (merchant) is an array; an id is a JSON "
@@ -138,22 +144,52 @@ def test_a_message_the_mapping_cannot_read_is_a_dead_letter_naming_the_field(spa
         _broken(first, trans_num="a5", merchant=" shop"): "terminal_id begins or ends with whitespace",
         "[1, 2]": "payload is not a JSON object",
     }
-    fine = [_broken(first, trans_num="ok1", amt="12.50"),  # a number sent as text is read as one
+    fine = [_broken(first, trans_num="ok1", amt="12.50", city_pop="3495"),  # a number sent as text is read as one
             _broken(first, trans_num="ok2", cc_num=4613314721966123456789)]  # a JSON integer card: every digit
     stream = in_process(spark, tmp_path, DEFAULT_MODEL).start()
     topics = stream.settings.kafka.topics
     try:
         stream.send(topics.raw, [*broken, *fine])
-        stream.send(topics.labels, [_broken(first, trans_num="ok1", is_fraud=2), _broken(first, trans_num="ok1")])
+        stream.send(topics.labels, [_broken(first, trans_num="ok1", is_fraud=2), _broken(first, trans_num="ok2",
+                                                                                          is_fraud=True),
+                                    _broken(first, trans_num="ok1")])
         stream.process()
     finally:
         stream.stop()
     letters = {letter["payload"]: letter["reason"] for letter in stream.results(topics.deadletter)}
-    assert letters == {**broken, _broken(first, trans_num="ok1", is_fraud=2): "tx_fraud is not 0 or 1"}
+    assert letters == {**broken, _broken(first, trans_num="ok1", is_fraud=2): "tx_fraud is not 0 or 1",
+                       _broken(first, trans_num="ok2", is_fraud=True): "label: 'is_fraud' gave the text \"true\", not "
+                                                                       "a number"}
     scored = {r["transaction_id"]: r for r in stream.results()}
     assert sorted(scored) == ["ok1", "ok2"] and scored["ok1"]["tx_amount"] == 12.5
     assert scored["ok2"]["customer_id"] == "4613314721966123456789"
-    assert set(scored["ok1"]["own_features"]) == {"city_pop", "category"}
+    assert scored["ok1"]["own_features"] == {"city_pop": 3495.0, "category": first["category"]}
+
+
+def test_message_fields_named_like_functions_spark_calls_without_parentheses_are_the_messages(
+        spark, sparkov, sparkov_sent, tmp_path):
+    source = tmp_path / "source.yaml"
+    source.write_text(json.dumps(sparkov.model_copy(update={
+        "customer_id": "concat('u-', user)", "terminal_id": "current_date", "categorical": {"who": "`user`"}}
+    ).model_dump(exclude_none=True)))
+    first = json.loads(sparkov_sent.MESSAGE.iloc[0])
+    stream = in_process(spark, tmp_path, DEFAULT_MODEL, source).start()
+    try:
+        stream.send(stream.settings.kafka.topics.raw, [_broken(first, trans_num=name, user=name, current_date="shop")
+                                                       for name in ("alice", "bob")])
+        stream.process()
+    finally:
+        stream.stop()
+    assert sorted((r["customer_id"], r["terminal_id"], r["own_features"]["who"]) for r in stream.results()) == [
+        ("u-alice", "shop", "alice"), ("u-bob", "shop", "bob")]
+
+
+def test_the_stream_refuses_a_mapping_without_transaction_id_before_spark_starts(sparkov, monkeypatch, capsys):
+    import fraud.spark
+    from fraud.cli import main
+    monkeypatch.setattr(fraud.spark, "spark_session", None)  # calling it would fail the test: nothing may start
+    assert main(["stream", "--source", str(PROJECT_ROOT / "conf" / "sources" / "paysim.yaml")]) == 2
+    assert "transaction_id: not mapped, and a stream has no row numbers" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("change, message", [
