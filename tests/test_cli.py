@@ -152,9 +152,9 @@ def test_other_defaults_come_from_the_settings_too(monkeypatch):
     monkeypatch.setenv("FRAUD_DASHBOARD_PORT", "8123")
     monkeypatch.setenv("FRAUD_STREAM_MODEL", "models/elsewhere")
     assert parse(["dashboard"]) == ("dashboard", {"host": "127.0.0.1", "port": 8123})
-    monkeypatch.setenv("FRAUD_STREAM_SOURCE", "conf/sources/paysim.yaml")  # in the configuration: under the project
+    monkeypatch.setenv("FRAUD_STREAM_SOURCE", "conf/sources/sparkov.yaml")  # in the configuration: under the project
     assert parse(["stream"])[1] == {"model": "models/elsewhere", "sinks": "delta,mysql,elasticsearch,kafka",
-                                    "source": str(PROJECT_ROOT / "conf" / "sources" / "paysim.yaml"),
+                                    "source": str(PROJECT_ROOT / "conf" / "sources" / "sparkov.yaml"),
                                     "queries": "decision,delivery"}
     assert parse(["backfill", "--input", "h"])[1]["model"] == "models/default"
 
