@@ -570,10 +570,8 @@ def _run(settings: Settings, rate: float, model: str | None) -> int:
 @click.option("--first-id", type=int, default=0, help="with --simulate: first transaction id (default 0)")
 @delay_days_option()
 def _produce(settings: Settings, input: str | None, source: SourceMapping | None, as_sent: bool, simulate: bool,
-             customers: int,
-             terminals: int, seed: int,
-             rate: float | None, speedup: float | None, limit: int | None, start: str | None, first_id: int,
-             delay_days: int) -> int:
+             customers: int, terminals: int, seed: int, rate: float | None, speedup: float | None, limit: int | None,
+             start: str | None, first_id: int, delay_days: int) -> int:
     from fraud.producer import Pace, labels_still_due, load_history, replay
 
     labels_due = None

@@ -55,8 +55,8 @@ def mapped_history(spark: SparkSession, path: str | Path, source: SourceMapping,
     """The transactions at ``path`` in the handbook columns, read with the source mapping ``source``
     (``fraud.sources.read_history``), as one pandas frame for ``load_history``; ``as_sent``: with MESSAGE_COLUMN,
     each row's own columns as JSON, the message ``replay`` sends. Raises InputError, SourceError."""
-    return read_history(spark, path, source, as_sent).select(*COLUMNS, *([MESSAGE_COLUMN] if as_sent else [])
-                                                              ).toPandas()
+    columns = [*COLUMNS, *([MESSAGE_COLUMN] if as_sent else [])]
+    return read_history(spark, path, source, as_sent).select(*columns).toPandas()
 
 
 def load_history(history: str | Path | pd.DataFrame, start: str | None = None) -> pd.DataFrame:

@@ -10,8 +10,8 @@ of the chosen recipe is trained there and measured beside the model the stream s
 on the same test days; it is published into the stream's model folder (the hot reload
 serves it within seconds) only if it is better on the chosen metric. The own features of
 a stream that reads with a source mapping, archived with its transactions, join the
-recipe's (``fraud.sources.archive_source``), and the served model is measured on them. Either way the
-candidate (``<state_dir>/retraining/archive-<as of>/``, its report with a "Publication"
+recipe's (``fraud.sources.archive_source``), and the served model is measured on them.
+Either way the candidate (``<state_dir>/retraining/archive-<as of>/``, its report with a "Publication"
 section), the archive snapshot it was trained on (``….history.parquet``) and the outcome
 (``….outcome.json``) stay beside each other.
 """
