@@ -255,3 +255,22 @@ def es_labelled(settings) -> int:
     es = elasticsearch_client(settings)
     es.indices.refresh(index=settings.elasticsearch.index)
     return es.count(index=settings.elasticsearch.index, query={"exists": {"field": "tx_fraud"}})["count"]
+
+
+def test_a_field_both_id_and_feature_and_an_amount_computed_over_text_are_read_as_from_a_file(
+        spark, sparkov, sparkov_sent, tmp_path):
+    source = tmp_path / "source.yaml"
+    source.write_text(json.dumps(sparkov.model_copy(update={
+        "terminal_id": "zip", "features": {"zip": "zip"},
+        "tx_amount": "CASE WHEN kind = 'refund' THEN 0 - amt ELSE amt END"}).model_dump(exclude_none=True)))
+    first = {**json.loads(sparkov_sent.MESSAGE.iloc[0]), "zip": 29209, "kind": "sale"}
+    stream = in_process(spark, tmp_path, DEFAULT_MODEL, source).start()
+    topics = stream.settings.kafka.topics
+    try:
+        stream.send(topics.raw, [_broken(first, trans_num="sale"), _broken(first, trans_num="refund", kind="refund")])
+        stream.process()
+    finally:
+        stream.stop()
+    [sale] = stream.results()
+    assert (sale["terminal_id"], sale["own_features"]["zip"], sale["tx_amount"]) == ("29209", 29209.0, first["amt"])
+    assert [letter["reason"] for letter in stream.results(topics.deadletter)] == ["tx_amount is negative"]
