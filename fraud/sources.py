@@ -101,6 +101,11 @@ class SourceMapping(BaseModel):
         """The columns of the own categorical features (text), in mapping order."""
         return [OWN_PREFIX + name for name in self.categorical]
 
+    @property
+    def own_columns(self) -> list[str]:
+        """The columns of every own feature: the numeric ones, then the categorical ones."""
+        return [*self.own_features, *self.own_categorical]
+
     def own_features_type(self) -> StructType | None:
         """The type of the OWN_FEATURES_COLUMN struct (``fraud.schemas``) of this mapping's own features (numbers
         as doubles, categories as text), None when it has none."""

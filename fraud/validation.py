@@ -230,7 +230,7 @@ def _mapped_fields(received: DataFrame, is_label: Column, mapping: SourceMapping
     ]
     fields = {**{name: value(column) for name, column in zip(ID_FIELDS, ID_COLUMNS)},
               "tx_datetime": value("TX_DATETIME"), "tx_amount": value("TX_AMOUNT"), "tx_fraud": value(LABEL_COLUMN),
-              **{name: value(name) for name in [*mapping.own_features, *mapping.own_categorical]}}
+              **{name: value(name) for name in mapping.own_columns}}
     return mapped, fields, checks
 
 

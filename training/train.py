@@ -60,7 +60,7 @@ def with_own_features(recipe: Recipe, source: SourceMapping | None) -> Recipe:
     HistGradientBoostingClassifier treats them as categories, other estimators as numbers."""
     if source is None or not (source.own_features or source.own_categorical):
         return recipe
-    features = [*recipe.features, *source.own_features, *source.own_categorical]
+    features = [*recipe.features, *source.own_columns]
     estimator = recipe.estimator
     if source.own_categorical:
         encoder = OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=np.nan, max_categories=255)
@@ -72,7 +72,7 @@ def with_own_features(recipe: Recipe, source: SourceMapping | None) -> Recipe:
     return dataclasses.replace(recipe, estimator=estimator, features=features,
                                categorical=tuple(source.own_categorical),
                                description=f"{recipe.description}; with the source's own features "
-                                           f"{[*source.own_features, *source.own_categorical]}")
+                                           f"{source.own_columns}")
 
 
 def handbook_baseline() -> Recipe:

@@ -142,7 +142,7 @@ def _state_rows(records: DataFrame, labels_topic: str | None, mapping: SourceMap
     reason and payload for the dead letters), then the own features of a source ``mapping`` (``OWN_*``).
     ``labels_topic``: the records are labels (None: transactions)."""
     validated = validate_records(records, labels_topic, mapping)
-    own = own_columns(mapping)
+    own = mapping.own_columns if mapping is not None else []
     valid = F.col("reason").isNull()
     number = lambda column: F.when(valid, column).otherwise(0)  # noqa: E731  (pandas gets int64, not float64)
     return validated.select(
@@ -152,11 +152,6 @@ def _state_rows(records: DataFrame, labels_topic: str | None, mapping: SourceMap
         F.unix_millis("kafka_timestamp").alias("kafka_ms"), "transaction_id", "kafka_topic", "kafka_partition",
         "kafka_offset", "reason", F.when(~valid, F.substring("payload", 1, LETTER_PAYLOAD_CHARS)).alias("payload"),
         "payload_bytes", "payload_sha256", *own)
-
-
-def own_columns(mapping: SourceMapping | None) -> list[str]:
-    """The own features' columns of a source mapping (``OWN_*``: numbers, then categories); none without one."""
-    return [] if mapping is None else [*mapping.own_features, *mapping.own_categorical]
 
 
 def transaction_features(transactions: DataFrame, labels: DataFrame, settings: Settings,
@@ -192,7 +187,7 @@ def transaction_features(transactions: DataFrame, labels: DataFrame, settings: S
         F.col("transaction_id").alias("TRANSACTION_ID"), F.timestamp_micros("event_us").alias("TX_DATETIME"),
         F.col("customer_id").alias("CUSTOMER_ID"), F.col("terminal_id").alias("TERMINAL_ID"),
         F.col("tx_amount").alias("TX_AMOUNT"), F.timestamp_millis("kafka_ms").alias("_KAFKA_TIMESTAMP"),
-        *CUSTOMER_FEATURES, *TERMINAL_FEATURES, *own_columns(mapping),
+        *CUSTOMER_FEATURES, *TERMINAL_FEATURES, *(mapping.own_columns if mapping is not None else []),
         F.when(F.col("reason").isNotNull(), letter).alias(LETTER)).transform(add_calendar_features)
 
 
