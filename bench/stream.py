@@ -23,6 +23,10 @@ stream gets up to ``tail_s`` more; then it is killed and the topics read.
 - Floors (``bench.floor``): the same measure for a stateless query (Kafka -> JSON ->
   the model's pandas UDF -> Kafka) and the naive stateful one (with a per-card
   ``applyInPandasWithState`` counter), at the same rate, on the same cores.
+- Prototypes (``bench.prototypes``): the decision query's alternative layouts (one
+  stage with the state partitioned as the raw topic; the state in the driver), the
+  same measure at the floors' rate, decisions only, beside the product's decision
+  query alone (``--sinks kafka``) at that rate.
 - Sustained: 5 minutes of the decision path alone (``--sinks kafka``) at
   SUSTAIN_TARGETS' rate, and of every sink at its rate.
 - Month: ``replay_days`` of the dataset at ``replay_rate`` into one stream with every
@@ -105,7 +109,10 @@ KINDS = {  # what runs: python's arguments, and the checkpoint whose micro-batch
     "decisions": (["-m", "fraud.cli", "stream", "--model", "models/default", "--sinks", "kafka"], "decision"),
     "stateless": (["-m", "bench.floor", "stateless"], "floor-stateless"),
     "stateful": (["-m", "bench.floor", "stateful"], "floor-stateful"),
+    "single-stage": (["-m", "bench.prototypes", "single-stage"], "prototype-single-stage"),
+    "driver-state": (["-m", "bench.prototypes", "driver-state"], "prototype-driver-state"),
 }
+PROTOTYPES = ("single-stage", "driver-state")
 
 
 @dataclass
@@ -503,12 +510,20 @@ def step_rows(step: Step, floor: Step | None) -> list[Row]:
     return rows
 
 
-def floor_rows(floor: Step) -> list[Row]:
-    name = f"floor: {floor.kind} query at {floor.rate:,}/s"
-    if "error" in floor.summary:
-        return [Row(name, "run", f"failed: {floor.summary['error']}")]
-    return [Row(name, "latency p50 / p95 / p99, send -> result topic", figure(floor.summary["latency_s"])),
-            Row(name, "throughput", flow_figure(floor.summary))]
+def floor_rows(step: Step, floor: Step | None = None) -> list[Row]:
+    """A floor's rows, or a prototype's or the decision query's alone (``floor``: the stateless floor, its p50 ratio
+    to it)."""
+    name = (f"{'prototype' if step.kind in PROTOTYPES else 'floor'}: {step.kind} query at {step.rate:,}/s"
+            if step.kind != "decisions" else f"the decision query alone (--sinks kafka) at {step.rate:,}/s")
+    if "error" in step.summary:
+        return [Row(name, "run", f"failed: {step.summary['error']}")]
+    rows = [Row(name, "latency p50 / p95 / p99, send -> result topic", figure(step.summary["latency_s"])),
+            Row(name, "throughput", flow_figure(step.summary))]
+    if floor is not None and "error" not in floor.summary and step.summary["latency_s"]["p50"] and \
+            floor.summary["latency_s"]["p50"]:
+        rows.append(Row(name, "p50 over the stateless floor's",
+                        f"{step.summary['latency_s']['p50'] / floor.summary['latency_s']['p50']:.1f}x"))
+    return rows
 
 
 def sustained_row(step: Step, plan: Plan) -> Row:
@@ -559,7 +574,7 @@ def run(out: Path, quick: bool) -> Outcome:
     stack = running_test_stack()
     history = load_history(dataset_path(stack))
     work = out / "work-stream"
-    steps, floors, sustained = [], {}, []
+    steps, floors, prototypes, sustained = [], {}, {}, []
     month_step, month, warm = None, None, None
     try:
         for rate_ in plan.rates:
@@ -570,6 +585,10 @@ def run(out: Path, quick: bool) -> Outcome:
             print(f"floor: {kind} at {plan.floor_rate:,} events/s", flush=True)
             floors[kind] = guarded(kind, "floor", plan.floor_rate, lambda: run_step(
                 stack, out, work, plan, transactions(history), kind, "floor", plan.floor_rate, plan.seconds))
+        for kind in ("decisions", *PROTOTYPES):
+            print(f"decisions only: {kind} at {plan.floor_rate:,} events/s", flush=True)
+            prototypes[kind] = guarded(kind, "prototype", plan.floor_rate, lambda: run_step(
+                stack, out, work, plan, transactions(history), kind, "prototype", plan.floor_rate, plan.seconds))
         for kind, rate_ in SUSTAIN_TARGETS.items():
             print(f"sustained: {kind} at {rate_:,} events/s for {plan.sustain_s:g} s", flush=True)
             sustained.append(guarded(kind, "sustain", rate_, lambda: run_step(
@@ -582,13 +601,14 @@ def run(out: Path, quick: bool) -> Outcome:
         warm = warm_start_effect(history, stack)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    measured = [s for s in [*steps, *floors.values(), *sustained] if "error" not in s.summary]
+    measured = [s for s in [*steps, *floors.values(), *prototypes.values(), *sustained] if "error" not in s.summary]
     for step in measured:
         plots.step_plot(step, out / f"stream-{step.kind}-{step.phase}-{step.rate}.png")
     plots.latency_plot([s for s in steps if "error" not in s.summary], out / "stream-latency-by-rate.png")
     floor = floors.get("stateless")
     rows = [row for step in steps for row in step_rows(step, floor if step.rate == plan.floor_rate else None)]
     rows += [row for f in floors.values() for row in floor_rows(f)]
+    rows += [row for p in prototypes.values() for row in floor_rows(p, floor)]
     rows += [sustained_row(step, plan) for step in sustained]
     if month_step is not None:
         rows += month_rows(month_step, month or {"days": [], "day_first_median_s": None, "day_last_median_s": None,
@@ -597,6 +617,7 @@ def run(out: Path, quick: bool) -> Outcome:
         rows.append(Row(f"warm start, the week {warm['week']} ({warm['transactions']:,} tx)",
                         "average precision: cold start / warm start", f"{warm['ap_cold']:.4f} / {warm['ap_warm']:.4f}"))
     details = {"warm_start": warm, "plan": plan.__dict__, "tolerance": TOLERANCE, "steps": [s.summary for s in steps],
-               "floors": {k: f.summary for k, f in floors.items()}, "sustained": [s.summary for s in sustained],
+               "floors": {k: f.summary for k, f in floors.items()},
+               "prototypes": {k: p.summary for k, p in prototypes.items()}, "sustained": [s.summary for s in sustained],
                "month": month, "month_run": month_step.summary if month_step else None}
     return Outcome(details, rows)

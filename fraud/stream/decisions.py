@@ -67,10 +67,7 @@ LETTER_PAYLOAD_CHARS = 10_000
 
 def _stage(frames: Iterator[pd.DataFrame], *, route: str, folder: str, shards: int,
            delay_days: int, duplicate_days: int) -> Iterator[pd.DataFrame]:
-    """mapInPandas body: a partition's rows, shard by shard, through the route's state step. Yields the scored
-    transactions with the route's features added, and the rows the route does not take as they came (features
-    null): the dead letters, those the card stage makes of a used transaction id given to another transaction
-    (``repeated_ids``), and the labels at the terminal stage. A transaction sent again is not yielded."""
+    """mapInPandas body: a partition's rows through ``state_stage``, in the micro-batch and query of its task."""
     nonempty = [frame for frame in frames if len(frame)]
     if not nonempty:
         return
@@ -78,8 +75,17 @@ def _stage(frames: Iterator[pd.DataFrame], *, route: str, folder: str, shards: i
     assert context is not None  # a mapInPandas body runs in a Spark task
     batch, owner = context.getLocalProperty(BATCH_ID), context.getLocalProperty(QUERY_ID)
     assert batch is not None  # set on every task of a streaming micro-batch
-    batch_id = int(batch)
-    rows = pd.concat(nonempty, ignore_index=True)
+    yield from state_stage(pd.concat(nonempty, ignore_index=True), route=route, batch_id=int(batch), owner=owner,
+                           folder=folder, shards=shards, delay_days=delay_days, duplicate_days=duplicate_days)
+
+
+def state_stage(rows: pd.DataFrame, *, route: str, batch_id: int, owner: str | None, folder: str, shards: int,
+                delay_days: int, duplicate_days: int) -> Iterator[pd.DataFrame]:
+    """Rows (``_state_rows``' columns with ``key`` and ``shard``), shard by shard, through the route's state step
+    in micro-batch ``batch_id`` of query ``owner`` (``fraud.stream.store.shard_batch``). Yields the scored
+    transactions with the route's features added, and the rows the route does not take as they came (features
+    null): the dead letters, those the card stage makes of a used transaction id given to another transaction
+    (``repeated_ids``), and the labels at the terminal stage. A transaction sent again is not yielded."""
     valid = rows["reason"].isna()
     mine = valid
     passing = rows[~valid]
@@ -179,11 +185,17 @@ def transaction_features(transactions: DataFrame, labels: DataFrame, settings: S
     by_terminal = keyed_by(cards.drop("key", "shard").unionByName(label_rows), "terminal_id", conf.state_shards)
     terminals = by_terminal.mapInPandas(functools.partial(stage, route=TERMINAL),
                                         _with_features(by_terminal.schema, TERMINAL_FEATURES))
+    return handbook_rows(terminals, mapping)
+
+
+def handbook_rows(rows: DataFrame, mapping: SourceMapping | None) -> DataFrame:
+    """The state stages' output (``_state_rows``' columns with every card and terminal feature) -> the rows
+    ``transaction_features`` describes: handbook names, calendar features, own features, LETTER."""
     letter = F.struct(F.col("kafka_topic").alias("source_topic"), F.col("kafka_partition").alias("source_partition"),
                       F.col("kafka_offset").alias("source_offset"), F.substring("reason", 1, 512).alias("reason"),
                       "payload", "payload_bytes", "payload_sha256",
                       in_sink_range(F.timestamp_millis("kafka_ms")).alias("kafka_timestamp"))
-    return terminals.select(
+    return rows.select(
         F.col("transaction_id").alias("TRANSACTION_ID"), F.timestamp_micros("event_us").alias("TX_DATETIME"),
         F.col("customer_id").alias("CUSTOMER_ID"), F.col("terminal_id").alias("TERMINAL_ID"),
         F.col("tx_amount").alias("TX_AMOUNT"), F.timestamp_millis("kafka_ms").alias("_KAFKA_TIMESTAMP"),

@@ -1,0 +1,152 @@
+"""Prototypes of the decision query's other layouts, measured beside the stream and the floor (issue 12).
+
+    python -m bench.prototypes single-stage|driver-state   (environment: the isolated pipeline's FRAUD_* variables)
+
+- ``single-stage``: no shuffle. The state is partitioned the way the raw topic is (the
+  topic is keyed by card, so a card's records are all in one partition): one task per
+  Kafka partition validates its records, runs the card and the terminal state steps of
+  ``fraud.stream.decisions`` on that partition's own SQLite shards, and the same task
+  scores them with the served model's pandas UDF and writes the result topic. One Spark
+  stage a micro-batch, against the product's three (validate; card shard; terminal shard
+  and scoring).
+
+  It measures the cost of that layout, not its answer: a terminal's transactions come
+  from every partition, and here a partition's terminal features read only its own
+  share of them, and the labels (their own topic, their own tasks) go to shards of their
+  own. A real single-stage design must read every partition's share (the terminal
+  features look only at transactions older than the label delay, so committed shares
+  suffice while a micro-batch spans less than the delay) and route each label to the
+  partition of its transaction.
+
+- ``driver-state``: the state in the driver. The query validates the records (Spark, as the
+  product) and hands each micro-batch to ``foreachBatch``, which collects it to the driver,
+  runs the same card and terminal state steps there (the same SQLite store, exactly once
+  by batch id), and scores the result with the pandas UDF in a second job that writes the
+  result topic. Two jobs of one stage each; the state work on one core, in one process:
+  it does not scale out on a cluster.
+
+Each runs in its own process on ``local[2]``, fed and measured by ``bench.stream`` as the stream is.
+"""
+from __future__ import annotations
+
+import functools
+import sys
+from typing import Iterator
+
+import pandas as pd
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from fraud.config import Settings, load_settings
+from fraud.features import CUSTOMER_FEATURES, TERMINAL_FEATURES
+from fraud.sources import stream_source
+from fraud.spark import spark_session
+from fraud.stream import stop_on_signals
+from fraud.stream.decisions import (
+    CARD,
+    TERMINAL,
+    _stage,
+    _state_rows,
+    _with_features,
+    handbook_rows,
+    outgoing_records,
+    state_stage,
+)
+from fraud.stream.queries import kafka_source
+from fraud.stream.serving import newest_model
+from training.artifacts import load_model
+from udfs.scoring import score_column
+
+KINDS = ("single-stage", "driver-state")
+
+
+def _single_stage(frames: Iterator[pd.DataFrame], *, folder: str, shards: int, delay_days: int,
+                  duplicate_days: int) -> Iterator[pd.DataFrame]:
+    """mapInPandas body: one Kafka partition's rows through the card step, then (with that partition's labels)
+    the terminal step, on the partition's own shards."""
+    nonempty = [frame for frame in frames if len(frame)]
+    if not nonempty:
+        return
+    rows = pd.concat(nonempty, ignore_index=True)
+    labels, transactions = rows[rows["is_label"]], rows[~rows["is_label"]]
+    step = functools.partial(_stage, folder=folder, shards=shards, delay_days=delay_days,
+                             duplicate_days=duplicate_days)
+    carded = list(step(iter([transactions.assign(key=transactions["customer_id"])]), route=CARD))
+    both = pd.concat([*carded, labels.assign(**{name: float("nan") for name in CUSTOMER_FEATURES})],
+                     ignore_index=True)
+    yield from step(iter([both.assign(key=both["terminal_id"])]), route=TERMINAL)
+
+
+def single_stage_features(transactions: DataFrame, labels: DataFrame, settings: Settings) -> DataFrame:
+    """``fraud.stream.decisions.transaction_features``' rows, computed in one stage (this module's doc)."""
+    conf, topics = settings.stream, settings.kafka.topics
+    mapping = stream_source(settings)
+    partitions = 2 * settings.kafka.partitions  # the raw topic's and, shards of their own, the labels'
+    rows = _state_rows(transactions, None, mapping).unionByName(
+        _state_rows(labels, topics.labels, mapping)).select(
+        "*", F.lit(None).cast("string").alias("key"),
+        (F.col("kafka_partition") + F.when(F.col("kafka_topic") == topics.labels,
+                                           settings.kafka.partitions).otherwise(0)).alias("shard"))
+    body = functools.partial(_single_stage, folder=str(settings.checkpoint_dir / "single-stage-state"),
+                             shards=partitions, delay_days=conf.delay_days, duplicate_days=conf.duplicate_days)
+    return handbook_rows(rows.mapInPandas(body, _with_features(rows.schema, [*CUSTOMER_FEATURES,
+                                                                            *TERMINAL_FEATURES])), mapping)
+
+
+class DriverState:
+    """foreachBatch function of ``driver-state``: a validated micro-batch -> the state steps in the driver ->
+    scored by ``score`` -> the result and dead-letter topics."""
+
+    def __init__(self, settings: Settings, score):
+        self.settings, self.score, self.mapping = settings, score, stream_source(settings)
+        self.folder = str(settings.checkpoint_dir / "driver-state-state")
+
+    def _step(self, rows: pd.DataFrame, route: str, batch_id: int) -> pd.DataFrame:
+        conf = self.settings.stream
+        out = list(state_stage(rows.assign(shard=0), route=route, batch_id=batch_id, owner=None, folder=self.folder,
+                               shards=1, delay_days=conf.delay_days, duplicate_days=conf.duplicate_days))
+        return pd.concat(out, ignore_index=True) if out else rows.iloc[:0].assign(
+            **{name: float("nan") for name in (CUSTOMER_FEATURES if route == CARD else TERMINAL_FEATURES)})
+
+    def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        rows: pd.DataFrame = batch.toPandas()
+        if not len(rows):
+            return
+        labels, transactions = rows[rows["is_label"]], rows[~rows["is_label"]]
+        carded = self._step(transactions.assign(key=transactions["customer_id"]), CARD, batch_id)
+        both = pd.concat([carded, labels.assign(**{name: float("nan") for name in CUSTOMER_FEATURES})],
+                         ignore_index=True)
+        featured = self._step(both.assign(key=both["terminal_id"]), TERMINAL, batch_id)
+        schema = _with_features(batch.schema, [*CUSTOMER_FEATURES, *TERMINAL_FEATURES])
+        frame = batch.sparkSession.createDataFrame(featured[schema.fieldNames()], schema)
+        (outgoing_records(handbook_rows(frame, self.mapping), self.settings, self.score).write.format("kafka")
+         .options(**self.settings.kafka.spark_options()).save())
+
+
+def main(kind: str) -> int:
+    if kind not in KINDS:
+        raise SystemExit(f"usage: python -m bench.prototypes {'|'.join(KINDS)}")
+    settings = load_settings()
+    stop = stop_on_signals()
+    with spark_session(settings, f"prototype-{kind}", ui=False) as spark:
+        score = score_column(spark, load_model(newest_model(settings.stream.model)))
+        topics = settings.kafka.topics
+        transactions, labels = (kafka_source(spark, settings, [topic], settings.stream.max_offsets_per_trigger)
+                                for topic in (topics.raw, topics.labels))
+        if kind == "single-stage":
+            writer = (outgoing_records(single_stage_features(transactions, labels, settings), settings, score)
+                      .writeStream.format("kafka").options(**settings.kafka.spark_options()))
+        else:
+            mapping = stream_source(settings)
+            writer = (_state_rows(transactions, None, mapping).unionByName(
+                _state_rows(labels, topics.labels, mapping)).writeStream.foreachBatch(DriverState(settings, score)))
+        query = (writer.option("checkpointLocation", str(settings.checkpoint_dir / f"prototype-{kind}"))
+                 .trigger(processingTime=f"{settings.stream.trigger_seconds} seconds").start())
+        while not stop.is_set() and query.isActive:
+            query.awaitTermination(1)
+        query.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1] if len(sys.argv) > 1 else ""))
