@@ -14,11 +14,13 @@ the step's rate and measures it exactly as it measures the stream.
 from __future__ import annotations
 
 import sys
+import threading
 from typing import Iterable, Iterator
 
 import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
+from pyspark.sql.streaming import StreamingQuery
 from pyspark.sql.streaming.state import GroupState, GroupStateTimeout
 
 from fraud.config import load_settings
@@ -77,9 +79,15 @@ def main(kind: str) -> int:
                  .options(**settings.kafka.spark_options()).option("topic", settings.kafka.topics.scored)
                  .option("checkpointLocation", str(settings.checkpoint_dir / f"floor-{kind}"))
                  .outputMode("append").trigger(processingTime="0 seconds").start())
-        while not stop.is_set() and query.isActive:
-            query.awaitTermination(1)
-        query.stop()
+        return run_until_stopped(query, stop)
+
+
+def run_until_stopped(query: StreamingQuery, stop: threading.Event) -> int:
+    """Wait until ``stop`` is set (``stop_on_signals``: the benchmark's kill) or ``query`` ends, stop it; 0 (the
+    exit status)."""
+    while not stop.is_set() and query.isActive:
+        query.awaitTermination(1)
+    query.stop()
     return 0
 
 

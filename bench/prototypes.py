@@ -37,6 +37,7 @@ import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from bench.floor import run_until_stopped
 from fraud.config import Settings, load_settings
 from fraud.features import CUSTOMER_FEATURES, TERMINAL_FEATURES
 from fraud.sources import stream_source
@@ -142,10 +143,7 @@ def main(kind: str) -> int:
                 _state_rows(labels, topics.labels, mapping)).writeStream.foreachBatch(DriverState(settings, score)))
         query = (writer.option("checkpointLocation", str(settings.checkpoint_dir / f"prototype-{kind}"))
                  .trigger(processingTime=f"{settings.stream.trigger_seconds} seconds").start())
-        while not stop.is_set() and query.isActive:
-            query.awaitTermination(1)
-        query.stop()
-    return 0
+        return run_until_stopped(query, stop)
 
 
 if __name__ == "__main__":
