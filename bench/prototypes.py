@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import functools
 import sys
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pandas as pd
 from pyspark.sql import DataFrame
@@ -55,10 +55,26 @@ from fraud.stream.decisions import (
 )
 from fraud.stream.queries import kafka_source
 from fraud.stream.serving import newest_model
+from fraud.stream.state import FEATURES
 from training.artifacts import load_model
 from udfs.scoring import score_column
 
 KINDS = ("single-stage", "driver-state")
+
+
+def _card_then_terminal(rows: pd.DataFrame, run: Callable[[pd.DataFrame, str], list[pd.DataFrame]]) -> pd.DataFrame:
+    """Transactions and labels (``_state_rows``' columns) -> the card step over the transactions, then the terminal
+    step over them and the labels: every row with every card and terminal feature. ``run(rows, route)``: the
+    frames a route's state step yields for rows keyed by ``key``."""
+    def through(part: pd.DataFrame, route: str, key: str) -> pd.DataFrame:
+        out = run(part.assign(key=part[key]), route)
+        return pd.concat(out, ignore_index=True) if out else part.iloc[:0].assign(
+            key="", **{name: float("nan") for name in FEATURES[route]})
+
+    labels, transactions = rows[rows["is_label"]], rows[~rows["is_label"]]
+    carded = through(transactions, CARD, "customer_id")
+    return through(pd.concat([carded, labels.assign(**{name: float("nan") for name in CUSTOMER_FEATURES})],
+                             ignore_index=True), TERMINAL, "terminal_id")
 
 
 def _single_stage(frames: Iterator[pd.DataFrame], *, folder: str, shards: int, delay_days: int,
@@ -66,16 +82,10 @@ def _single_stage(frames: Iterator[pd.DataFrame], *, folder: str, shards: int, d
     """mapInPandas body: one Kafka partition's rows through the card step, then (with that partition's labels)
     the terminal step, on the partition's own shards."""
     nonempty = [frame for frame in frames if len(frame)]
-    if not nonempty:
-        return
-    rows = pd.concat(nonempty, ignore_index=True)
-    labels, transactions = rows[rows["is_label"]], rows[~rows["is_label"]]
-    step = functools.partial(_stage, folder=folder, shards=shards, delay_days=delay_days,
-                             duplicate_days=duplicate_days)
-    carded = list(step(iter([transactions.assign(key=transactions["customer_id"])]), route=CARD))
-    both = pd.concat([*carded, labels.assign(**{name: float("nan") for name in CUSTOMER_FEATURES})],
-                     ignore_index=True)
-    yield from step(iter([both.assign(key=both["terminal_id"])]), route=TERMINAL)
+    if nonempty:
+        yield _card_then_terminal(pd.concat(nonempty, ignore_index=True), lambda part, route: list(_stage(
+            iter([part]), route=route, folder=folder, shards=shards, delay_days=delay_days,
+            duplicate_days=duplicate_days)))
 
 
 def single_stage_features(transactions: DataFrame, labels: DataFrame, settings: Settings) -> DataFrame:
@@ -102,22 +112,14 @@ class DriverState:
         self.settings, self.score, self.mapping = settings, score, stream_source(settings)
         self.folder = str(settings.checkpoint_dir / "driver-state-state")
 
-    def _step(self, rows: pd.DataFrame, route: str, batch_id: int) -> pd.DataFrame:
-        conf = self.settings.stream
-        out = list(state_stage(rows.assign(shard=0), route=route, batch_id=batch_id, owner=None, folder=self.folder,
-                               shards=1, delay_days=conf.delay_days, duplicate_days=conf.duplicate_days))
-        return pd.concat(out, ignore_index=True) if out else rows.iloc[:0].assign(
-            **{name: float("nan") for name in (CUSTOMER_FEATURES if route == CARD else TERMINAL_FEATURES)})
-
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         rows: pd.DataFrame = batch.toPandas()
         if not len(rows):
             return
-        labels, transactions = rows[rows["is_label"]], rows[~rows["is_label"]]
-        carded = self._step(transactions.assign(key=transactions["customer_id"]), CARD, batch_id)
-        both = pd.concat([carded, labels.assign(**{name: float("nan") for name in CUSTOMER_FEATURES})],
-                         ignore_index=True)
-        featured = self._step(both.assign(key=both["terminal_id"]), TERMINAL, batch_id)
+        conf = self.settings.stream
+        featured = _card_then_terminal(rows, lambda part, route: list(state_stage(
+            part.assign(shard=0), route=route, batch_id=batch_id, owner=None, folder=self.folder, shards=1,
+            delay_days=conf.delay_days, duplicate_days=conf.duplicate_days)))
         schema = _with_features(batch.schema, [*CUSTOMER_FEATURES, *TERMINAL_FEATURES])
         frame = batch.sparkSession.createDataFrame(featured[schema.fieldNames()], schema)
         (outgoing_records(handbook_rows(frame, self.mapping), self.settings, self.score).write.format("kafka")
