@@ -13,7 +13,9 @@
   It measures the cost of that layout, not its answer: a terminal's transactions come
   from every partition, and here a partition's terminal features read only its own
   share of them, and the labels (their own topic, their own tasks) go to shards of their
-  own. A real single-stage design must read every partition's share (the terminal
+  own (LABEL_SHARDS_FROM + the label partition), so the transactions' terminal risk
+  features never see a label: the labels' work is done, on their shards, but never
+  merged. A real single-stage design must read every partition's share (the terminal
   features look only at transactions older than the label delay, so committed shares
   suffice while a micro-batch spans less than the delay) and route each label to the
   partition of its transaction.
@@ -23,7 +25,8 @@
   runs the same card and terminal state steps there (the same SQLite store, exactly once
   by batch id), and scores the result with the pandas UDF in a second job that writes the
   result topic. Two jobs of one stage each; the state work on one core, in one process:
-  it does not scale out on a cluster.
+  it does not scale out on a cluster. The scoring job's ``current_timestamp`` is its own,
+  so a micro-batch replayed after a crash publishes other ``scored_at`` times.
 
 Each runs in its own process on ``local[2]``, fed and measured by ``bench.stream`` as the stream is.
 """
@@ -60,6 +63,9 @@ from training.artifacts import load_model
 from udfs.scoring import score_column
 
 KINDS = ("single-stage", "driver-state")
+# single-stage: a label partition's shard is this plus its number; a raw topic partition's, its number (fewer than
+# this many partitions: ``shards``, which a store only records and checks, is this too)
+LABEL_SHARDS_FROM = 1_000
 
 
 def _card_then_terminal(rows: pd.DataFrame, run: Callable[[pd.DataFrame, str], list[pd.DataFrame]]) -> pd.DataFrame:
@@ -92,14 +98,13 @@ def single_stage_features(transactions: DataFrame, labels: DataFrame, settings: 
     """``fraud.stream.decisions.transaction_features``' rows, computed in one stage (this module's doc)."""
     conf, topics = settings.stream, settings.kafka.topics
     mapping = stream_source(settings)
-    partitions = 2 * settings.kafka.partitions  # the raw topic's and, shards of their own, the labels'
     rows = _state_rows(transactions, None, mapping).unionByName(
         _state_rows(labels, topics.labels, mapping)).select(
         "*", F.lit(None).cast("string").alias("key"),
         (F.col("kafka_partition") + F.when(F.col("kafka_topic") == topics.labels,
-                                           settings.kafka.partitions).otherwise(0)).alias("shard"))
+                                           LABEL_SHARDS_FROM).otherwise(0)).alias("shard"))
     body = functools.partial(_single_stage, folder=str(settings.checkpoint_dir / "single-stage-state"),
-                             shards=partitions, delay_days=conf.delay_days, duplicate_days=conf.duplicate_days)
+                             shards=LABEL_SHARDS_FROM, delay_days=conf.delay_days, duplicate_days=conf.duplicate_days)
     return handbook_rows(rows.mapInPandas(body, _with_features(rows.schema, [*CUSTOMER_FEATURES,
                                                                             *TERMINAL_FEATURES])), mapping)
 
