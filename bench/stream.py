@@ -510,7 +510,7 @@ def step_rows(step: Step, floor: Step | None) -> list[Row]:
     return rows
 
 
-def floor_rows(step: Step, floor: Step | None = None) -> list[Row]:
+def comparison_rows(step: Step, floor: Step | None = None) -> list[Row]:
     """A floor's rows, or a prototype's or the decision query's alone (``floor``: the stateless floor, its p50 ratio
     to it)."""
     name = (f"{'prototype' if step.kind in PROTOTYPES else 'floor'}: {step.kind} query at {step.rate:,}/s"
@@ -607,8 +607,8 @@ def run(out: Path, quick: bool) -> Outcome:
     plots.latency_plot([s for s in steps if "error" not in s.summary], out / "stream-latency-by-rate.png")
     floor = floors.get("stateless")
     rows = [row for step in steps for row in step_rows(step, floor if step.rate == plan.floor_rate else None)]
-    rows += [row for f in floors.values() for row in floor_rows(f)]
-    rows += [row for p in prototypes.values() for row in floor_rows(p, floor)]
+    rows += [row for f in floors.values() for row in comparison_rows(f)]
+    rows += [row for p in prototypes.values() for row in comparison_rows(p, floor)]
     rows += [sustained_row(step, plan) for step in sustained]
     if month_step is not None:
         rows += month_rows(month_step, month or {"days": [], "day_first_median_s": None, "day_last_median_s": None,

@@ -87,13 +87,12 @@ def state_stage(rows: pd.DataFrame, *, route: str, batch_id: int, owner: str | N
     null): the dead letters, those the card stage makes of a used transaction id given to another transaction
     (``repeated_ids``), and the labels at the terminal stage. A transaction sent again is not yielded."""
     valid = rows["reason"].isna()
-    mine = valid
     passing = rows[~valid]
     if len(passing):
         yield passing.assign(**{name: np.nan for name in FEATURES[route]})
     step = card_step if route == CARD else functools.partial(terminal_step, delay_days=delay_days)
     reach = card_reach_us() if route == CARD else terminal_reach_us(delay_days)
-    for shard, part in rows[mine].groupby("shard", sort=True):
+    for shard, part in rows[valid].groupby("shard", sort=True):
         with shard_batch(shard_path(Path(folder), route, int(shard)), owner, batch_id, shards) as store:
             if route == CARD:
                 decided = store.decided(part["id_hash"].unique().tolist())
